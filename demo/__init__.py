@@ -1,0 +1,1 @@
+"""Demo data for the README's quick start."""

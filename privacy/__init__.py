@@ -1,0 +1,1 @@
+"""The DP core: budget types, noise mechanisms, confidence intervals and the durable ledger."""

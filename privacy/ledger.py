@@ -1,0 +1,112 @@
+"""The durable privacy ledger: SQLite in WAL mode, one debit per released answer.
+
+`debit` runs in a single `BEGIN IMMEDIATE` transaction: it takes SQLite's write lock, reads what the
+(dataset, user) account has spent, refuses if the cost would pass the total, and otherwise records
+the debit and the new balance before committing with `synchronous=FULL`. Because the write lock is
+held from read to commit, concurrent debits, from threads or from other processes sharing the file,
+are serialised and can never overspend; a crash before COMMIT leaves no trace and after COMMIT the
+debit is on disk. The caller releases an answer only after `debit` returns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgerrors import BudgetExhausted
+from privacy.budget import PureDP
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    dataset TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    spent_micro INTEGER NOT NULL CHECK (spent_micro >= 0),
+    PRIMARY KEY (dataset, user_name)
+);
+CREATE TABLE IF NOT EXISTS debits (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    dataset TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    cost_micro INTEGER NOT NULL CHECK (cost_micro > 0),
+    spent_after_micro INTEGER NOT NULL,
+    total_micro INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Balance:
+    dataset: str
+    user: str
+    total: PureDP
+    spent: PureDP
+
+    @property
+    def remaining(self) -> PureDP:
+        return self.total - self.spent
+
+
+class Ledger:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def balance(self, dataset: str, user: str, total: PureDP) -> Balance:
+        with self._lock:
+            return Balance(dataset, user, total, PureDP(self._spent(dataset, user)))
+
+    def debit(self, dataset: str, user: str, cost: PureDP, total: PureDP, fingerprint: str) -> Balance:
+        """Charge `cost` atomically, or raise BudgetExhausted without charging anything."""
+        if cost.micro <= 0:
+            raise ValueError("a debit must cost something")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                spent = self._spent(dataset, user)
+                if spent + cost.micro > total.micro:
+                    remaining = PureDP(max(total.micro - spent, 0))
+                    raise BudgetExhausted(
+                        f'privacy budget exhausted on dataset "{dataset}": this query needs '
+                        f"ε {cost.epsilon:.6g} but only ε {remaining.epsilon:.6g} of "
+                        f"{total.epsilon:.6g} is left",
+                        hint="Ask with a smaller ε (SET dp.epsilon = ...), or ask an admin for more budget.",
+                    )
+                new_spent = spent + cost.micro
+                self._db.execute(
+                    "INSERT INTO accounts (dataset, user_name, spent_micro) VALUES (?, ?, ?) "
+                    "ON CONFLICT (dataset, user_name) DO UPDATE SET spent_micro = excluded.spent_micro",
+                    (dataset, user, new_spent),
+                )
+                self._db.execute(
+                    "INSERT INTO debits (at, dataset, user_name, cost_micro, spent_after_micro, "
+                    "total_micro, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (time.time(), dataset, user, cost.micro, new_spent, total.micro, fingerprint),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return Balance(dataset, user, total, PureDP(new_spent))
+
+    def _spent(self, dataset: str, user: str) -> int:
+        row = self._db.execute(
+            "SELECT spent_micro FROM accounts WHERE dataset = ? AND user_name = ?", (dataset, user)
+        ).fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,1 @@
+"""Pure sqlglot rules: parse → validate → plan → clipped engine SQL. No I/O."""

@@ -1,0 +1,93 @@
+"""The plan the rewriter hands to the proxy: clipped engine SQL plus everything needed to noise it.
+
+A plan is computed without touching data, so the output schema it carries is what Describe reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+# PostgreSQL type names used for results and parameters (the wire layer maps them to OIDs).
+PgType = Literal["int8", "int4", "float8", "text", "bool", "date", "timestamp", "numeric"]
+
+POLICY_TO_PG: dict[str, PgType] = {
+    "bigint": "int8",
+    "integer": "int4",
+    "double": "float8",
+    "text": "text",
+    "date": "date",
+    "boolean": "bool",
+    "timestamp": "timestamp",
+}
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    output_index: int | None  # position in the select list, or None when grouped but not selected
+    column: str
+    pg_type: PgType
+    values: tuple[str | int | bool, ...]  # the public domain: every value is released
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One noisy quantity measured by the engine per group."""
+
+    engine_column: str
+    sensitivity: float
+    epsilon: float
+    discrete: bool  # integer-valued (a count)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A released aggregate: count and sum use one measure, avg a centred sum and a count."""
+
+    name: str
+    function: Literal["count", "sum", "avg"]
+    measures: tuple[Measure, ...]
+    pg_type: PgType
+    lower: float | None = None
+    upper: float | None = None
+
+    @property
+    def midpoint(self) -> float:
+        assert self.lower is not None and self.upper is not None
+        return (self.lower + self.upper) / 2
+
+    @property
+    def epsilon(self) -> float:
+        return sum(m.epsilon for m in self.measures)
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    name: str
+    pg_type: PgType
+    role: Literal["key", "value", "ci_low", "ci_high", "suppressed"]
+    index: int = -1  # the key's or aggregate's index
+
+
+@dataclass(frozen=True)
+class SortKey:
+    output: int  # index into Plan.columns
+    descending: bool
+    nulls_first: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    dataset: str
+    engine_sql: str
+    parameter_types: tuple[PgType, ...]
+    keys: tuple[GroupKey, ...]
+    aggregates: tuple[Aggregate, ...]
+    threshold: Measure  # the noisy group size
+    min_group_size: int
+    epsilon: float  # the query's total ε: the sum of every measure's share
+    confidence: float
+    columns: tuple[OutputColumn, ...]
+    order_by: tuple[SortKey, ...]
+    limit: int | None
+    fingerprint: str

@@ -1,0 +1,162 @@
+"""The policy schema: what admins write in `policies/*.yaml`, loaded and validated in one place.
+
+A policy declares datasets (where the data lives, its privacy unit, each column's type, clipping
+bounds, allowed aggregates and public group-by values), per-analyst ε budgets, per-query ε limits,
+suppression settings, and the users who may log in. Everything here is pure: no I/O but `load_policy`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ColumnType = Literal["bigint", "integer", "double", "text", "date", "boolean", "timestamp"]
+AggregateName = Literal["count", "sum", "avg"]
+Role = Literal["admin", "analyst", "auditor"]
+
+NUMERIC_TYPES = frozenset({"bigint", "integer", "double"})
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Column(_Frozen):
+    """One column of a dataset as the policy exposes it."""
+
+    type: ColumnType
+    description: str = ""
+    lower: float | None = None
+    upper: float | None = None
+    aggregates: tuple[AggregateName, ...] | None = None
+    group_by_values: tuple[str | int | bool, ...] | None = Field(
+        default=None,
+        description="The public list of values this column may be grouped by. Declaring it makes the "
+        "column groupable; every listed value is released as a group (suppressed when small), so the "
+        "presence of a group never depends on private data.",
+    )
+    filterable: bool = True
+
+    @model_validator(mode="after")
+    def _bounds_are_consistent(self) -> Column:
+        if (self.lower is None) != (self.upper is None):
+            raise ValueError("give both lower and upper, or neither")
+        if self.lower is not None and self.upper is not None:
+            if self.type not in NUMERIC_TYPES:
+                raise ValueError(f"bounds only apply to numeric columns, not {self.type}")
+            if not self.lower < self.upper:
+                raise ValueError("lower must be below upper")
+        if self.group_by_values is not None and len(self.group_by_values) == 0:
+            raise ValueError("group_by_values must list at least one value")
+        return self
+
+    @property
+    def bounded(self) -> bool:
+        return self.lower is not None and self.upper is not None
+
+    def allowed_aggregates(self) -> frozenset[str]:
+        """Aggregates the policy allows on this column (COUNT(col) needs no bounds)."""
+        if self.aggregates is not None:
+            declared = frozenset(self.aggregates)
+            return declared if self.bounded else declared & {"count"}
+        return frozenset({"count", "sum", "avg"}) if self.bounded else frozenset({"count"})
+
+
+class Budget(_Frozen):
+    epsilon: float = Field(gt=0, description="Total ε each analyst may spend on this dataset.")
+
+
+class QueryLimits(_Frozen):
+    default_epsilon: float = Field(0.5, gt=0)
+    min_epsilon: float = Field(0.01, gt=0)
+    max_epsilon: float = Field(2.0, gt=0)
+    confidence: float = Field(0.95, gt=0, lt=1, description="Default level of the released intervals.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QueryLimits:
+        if not self.min_epsilon <= self.default_epsilon <= self.max_epsilon:
+            raise ValueError("need min_epsilon <= default_epsilon <= max_epsilon")
+        return self
+
+
+class Suppression(_Frozen):
+    min_group_size: int = Field(20, ge=0)
+    epsilon_share: float = Field(
+        0.2, gt=0, lt=1, description="Share of each query's ε spent on the noisy group-size threshold."
+    )
+
+
+class Dataset(_Frozen):
+    source: str = Field(description="Parquet or CSV file, relative to the policy file.")
+    description: str = ""
+    privacy_unit: str
+    one_row_per_unit: bool = Field(
+        description="True when each privacy unit has at most one row; contribution bounding is skipped."
+    )
+    budget: Budget
+    query: QueryLimits = QueryLimits()
+    suppression: Suppression = Suppression()
+    max_groups: int = Field(1000, ge=1, description="Largest number of groups one query may release.")
+    columns: dict[str, Column]
+
+    @model_validator(mode="after")
+    def _unit_is_a_column(self) -> Dataset:
+        if self.privacy_unit not in self.columns:
+            raise ValueError(f"privacy_unit {self.privacy_unit!r} is not one of the columns")
+        for name in self.columns:
+            if name != name.lower():
+                raise ValueError(f"column names must be lower case: {name!r}")
+        return self
+
+
+class User(_Frozen):
+    password: str = Field(description="SCRAM-SHA-256 verifier, made by `privacylens hash-password`.")
+    role: Role
+
+    @field_validator("password")
+    @classmethod
+    def _is_scram_verifier(cls, value: str) -> str:
+        if not value.startswith("SCRAM-SHA-256$"):
+            raise ValueError("store a SCRAM-SHA-256 verifier (privacylens hash-password), never a password")
+        return value
+
+
+class Policy(_Frozen):
+    datasets: dict[str, Dataset]
+    users: dict[str, User] = {}
+    version: str = Field("", description="Filled by the loader: a hash of the policy file.")
+    base_dir: str = Field("", description="Filled by the loader: the folder sources are relative to.")
+
+    @model_validator(mode="after")
+    def _names_are_lower_case(self) -> Policy:
+        for name in self.datasets:
+            if name != name.lower():
+                raise ValueError(f"dataset names must be lower case: {name!r}")
+        return self
+
+    def source_path(self, dataset: str) -> Path:
+        return Path(self.base_dir) / self.datasets[dataset].source
+
+
+class PolicyError(ValueError):
+    """The policy file is missing, not YAML, or does not match the schema."""
+
+
+def load_policy(path: str | Path) -> Policy:
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+        raw = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError) as err:
+        raise PolicyError(f"cannot read policy {path}: {err}") from err
+    if not isinstance(raw, dict):
+        raise PolicyError(f"policy {path} must be a YAML mapping")
+    raw = {**raw, "version": hashlib.sha256(text).hexdigest()[:16], "base_dir": str(path.parent.resolve())}
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as err:
+        raise PolicyError(f"policy {path} is invalid:\n{err}") from err

@@ -1,0 +1,104 @@
+"""Every column must be used where the policy allows it.
+
+- GROUP BY: only columns with a declared public `group_by_values` domain (never the privacy unit).
+- Select list: group-by columns, or COUNT/SUM/AVG of a single column the policy allows that
+  aggregate on (SUM and AVG need clipping bounds). A raw column outside an aggregate is refused.
+- WHERE: filterable columns only, and no aggregates.
+- ORDER BY: released output columns or group-by columns only.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from pgerrors import AccessDenied, FeatureNotAllowed
+from rewriter.context import RewriteContext
+from rewriter.policy import Dataset
+from rewriter.tree import aggregate_name, dataset_name
+
+
+def check_column_access(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
+    name = dataset_name(tree)
+    dataset = ctx.dataset(name)
+    grouped = _check_group_by(tree, dataset, name)
+    for item in tree.expressions:
+        _check_select_item(item, grouped, dataset, name)
+    where = tree.args.get("where")
+    if where is not None:
+        _check_where(where, dataset, name)
+    order = tree.args.get("order")
+    if order is not None:
+        outputs = {item.alias for item in tree.expressions}
+        for ordered in order.expressions:
+            _check_order_item(ordered, outputs, grouped)
+    return tree
+
+
+def _check_group_by(tree: exp.Select, dataset: Dataset, name: str) -> set[str]:
+    grouped: set[str] = set()
+    group = tree.args.get("group")
+    for key in group.expressions if group is not None else []:
+        if not isinstance(key, exp.Column) or not key.table:
+            raise FeatureNotAllowed(
+                "GROUP BY accepts plain column names only", hint="For example: GROUP BY department"
+            )
+        column = dataset.columns[key.name]
+        if column.group_by_values is None or key.name == dataset.privacy_unit:
+            groupable = [c for c, spec in dataset.columns.items() if spec.group_by_values is not None]
+            raise AccessDenied(
+                f'column "{key.name}" of dataset "{name}" may not be used in GROUP BY',
+                hint=f"Columns you can group by: {', '.join(groupable) or 'none'}.",
+            )
+        grouped.add(key.name)
+    return grouped
+
+
+def _check_select_item(item: exp.Expression, grouped: set[str], dataset: Dataset, name: str) -> None:
+    value = item.this if isinstance(item, exp.Alias) else item
+    if isinstance(value, exp.Column):
+        if value.name not in grouped:
+            raise AccessDenied(
+                f'column "{value.name}" can only be released inside an aggregate',
+                hint=f"Use COUNT, SUM or AVG of {value.name}, or GROUP BY a public column.",
+            )
+        return
+    function = aggregate_name(value)
+    if function is None:
+        raise FeatureNotAllowed(
+            "only group-by columns and COUNT, SUM, AVG may appear in the select list",
+            hint="Compute expressions over released values in your client.",
+        )
+    argument = value.this
+    if isinstance(argument, exp.Star):
+        return
+    if not isinstance(argument, exp.Column):
+        raise FeatureNotAllowed(
+            f"{function.upper()} accepts a plain column name",
+            hint=f"For example: {function.upper()}(salary)",
+        )
+    column = dataset.columns[argument.name]
+    if function not in column.allowed_aggregates():
+        allowed = [c for c, spec in dataset.columns.items() if function in spec.allowed_aggregates()]
+        raise AccessDenied(
+            f'{function.upper()} of column "{argument.name}" is not allowed by the privacy policy',
+            hint=f"{function.upper()} is allowed on: {', '.join(allowed) or 'no column'}.",
+        )
+
+
+def _check_where(where: exp.Where, dataset: Dataset, name: str) -> None:
+    for node in where.walk():
+        if aggregate_name(node):
+            raise FeatureNotAllowed("aggregates are not allowed in WHERE")
+        if isinstance(node, exp.Column) and not dataset.columns[node.name].filterable:
+            raise AccessDenied(f'column "{node.name}" of dataset "{name}" may not be used in WHERE')
+
+
+def _check_order_item(ordered: exp.Ordered, outputs: set[str], grouped: set[str]) -> None:
+    key = ordered.this
+    if isinstance(key, exp.Column) and (
+        (not key.table and key.name in outputs) or (key.table and key.name in grouped)
+    ):
+        return
+    raise AccessDenied(
+        "ORDER BY may only use released columns", hint="Order by an output column name or position."
+    )

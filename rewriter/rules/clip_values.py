@@ -1,0 +1,202 @@
+"""Build the engine query from the checked tree: clipped measures per public group.
+
+Every aggregated value is clipped to the column's declared [lower, upper] inside the engine, so one
+row moves a sum by at most max(|lower|, |upper|) and a centred sum by (upper - lower) / 2. AVG is
+measured as a centred sum Σ(x - midpoint) and a count. Every group also measures its row count for
+the noisy suppression threshold. Rows whose group value is outside the declared public domain are
+filtered out, so the set of released groups is exactly the declared domain.
+
+The engine SQL is generated here from sqlglot nodes; client text never reaches the engine. `$n`
+parameters are cast to the type inferred for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from rewriter.context import RewriteContext
+from rewriter.plan import POLICY_TO_PG, PgType
+from rewriter.policy import Column, Dataset
+from rewriter.tree import aggregate_name, dataset_name, parameter_index, parameters
+
+THRESHOLD_MEASURE = "__rows"
+
+DUCKDB_TYPES: dict[str, str] = {
+    "int8": "BIGINT", "int4": "INTEGER", "float8": "DOUBLE", "numeric": "DOUBLE", "text": "VARCHAR",
+    "bool": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MeasuredAggregate:
+    name: str
+    function: str  # count | sum | avg
+    column: Column | None  # None for COUNT(*)
+    measures: tuple[str, ...]  # engine columns: (value,) or, for avg, (centred_sum, count)
+
+
+@dataclass(frozen=True)
+class ClippedQuery:
+    dataset: str
+    engine: exp.Select
+    keys: tuple[tuple[str, int | None], ...]  # (column, select-list position or None)
+    aggregates: tuple[MeasuredAggregate, ...]
+    outputs: tuple[tuple[str, str, int], ...]  # (name, "key"|"aggregate", index) in select order
+    parameter_types: tuple[PgType, ...]
+    tree: exp.Select  # the checked user tree, for ORDER BY and LIMIT
+
+
+def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
+    name = dataset_name(tree)
+    dataset = ctx.dataset(name)
+    group = tree.args.get("group")
+    key_columns = [key.name for key in group.expressions] if group is not None else []
+
+    outputs: list[tuple[str, str, int]] = []
+    key_positions: dict[str, int] = {}
+    aggregates: list[MeasuredAggregate] = []
+    measures: list[exp.Expression] = [exp.alias_(exp.Count(this=exp.Star()), THRESHOLD_MEASURE)]
+    for position, item in enumerate(tree.expressions):
+        value = item.this
+        if isinstance(value, exp.Column):
+            outputs.append((item.alias, "key", key_columns.index(value.name)))
+            key_positions.setdefault(value.name, position)
+            continue
+        index = len(aggregates)
+        aggregate, engine_columns = _measure(index, item.alias, value, dataset)
+        aggregates.append(aggregate)
+        measures.extend(engine_columns)
+        outputs.append((item.alias, "aggregate", index))
+
+    parameter_types = _parameter_types(tree, dataset, ctx)
+    engine = exp.select(
+        *(exp.alias_(_col(c), f"__k{i}") for i, c in enumerate(key_columns)), *measures
+    ).from_(exp.to_table(name, quoted=True))
+    conditions = [_engine_where(tree.args["where"].this, parameter_types)] if tree.args.get("where") else []
+    conditions += [_in_domain(c, dataset.columns[c]) for c in key_columns]
+    if conditions:
+        engine = engine.where(exp.and_(*conditions))
+    if key_columns:
+        engine = engine.group_by(*(_col(c) for c in key_columns))
+    return ClippedQuery(
+        dataset=name,
+        engine=engine,
+        keys=tuple((c, key_positions.get(c)) for c in key_columns),
+        aggregates=tuple(aggregates),
+        outputs=tuple(outputs),
+        parameter_types=parameter_types,
+        tree=tree,
+    )
+
+
+def _col(name: str) -> exp.Column:
+    return exp.column(name, quoted=True)
+
+
+def _clipped(column_name: str, column: Column) -> exp.Expression:
+    """CASE keeps NULL as NULL (GREATEST/LEAST would turn it into a bound); NaN clips to upper."""
+    assert column.lower is not None and column.upper is not None
+    col = _col(column_name)
+    return exp.Case(
+        ifs=[
+            exp.If(this=exp.LT(this=col.copy(), expression=_num(column.lower)), true=_num(column.lower)),
+            exp.If(this=exp.GT(this=col.copy(), expression=_num(column.upper)), true=_num(column.upper)),
+        ],
+        default=exp.cast(col.copy(), "DOUBLE"),
+    )
+
+
+def _num(value: float) -> exp.Expression:
+    return exp.cast(exp.Literal.number(repr(float(value))), "DOUBLE")
+
+
+def _measure(
+    index: int, name: str, value: exp.Expression, dataset: Dataset
+) -> tuple[MeasuredAggregate, list[exp.Expression]]:
+    function = aggregate_name(value)
+    assert function is not None
+    argument = value.this
+    if isinstance(argument, exp.Star):
+        return MeasuredAggregate(name, "count", None, (f"__m{index}",)), [
+            exp.alias_(exp.Count(this=exp.Star()), f"__m{index}")
+        ]
+    column = dataset.columns[argument.name]
+    if function == "count":
+        expr: exp.Expression = exp.Count(this=_col(argument.name))
+        return MeasuredAggregate(name, "count", column, (f"__m{index}",)), [
+            exp.alias_(expr, f"__m{index}")
+        ]
+    clipped = _clipped(argument.name, column)
+    if function == "sum":
+        return MeasuredAggregate(name, "sum", column, (f"__m{index}",)), [
+            exp.alias_(exp.Sum(this=clipped), f"__m{index}")
+        ]
+    assert column.lower is not None and column.upper is not None
+    midpoint = (column.lower + column.upper) / 2
+    centred = exp.Sum(this=exp.Sub(this=clipped, expression=_num(midpoint)))
+    return MeasuredAggregate(name, "avg", column, (f"__m{index}s", f"__m{index}c")), [
+        exp.alias_(centred, f"__m{index}s"),
+        exp.alias_(exp.Count(this=_col(argument.name)), f"__m{index}c"),
+    ]
+
+
+def _in_domain(name: str, column: Column) -> exp.Expression:
+    assert column.group_by_values is not None
+    return exp.In(this=_col(name), expressions=[_literal(v, column.type) for v in column.group_by_values])
+
+
+def _literal(value: str | int | bool, column_type: str) -> exp.Expression:
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if column_type in ("bigint", "integer", "double") and not isinstance(value, str):
+        return exp.Literal.number(value)
+    literal = exp.Literal.string(str(value))
+    if column_type in ("date", "timestamp"):
+        return exp.cast(literal, column_type.upper())
+    return literal
+
+
+def _engine_where(condition: exp.Expression, parameter_types: tuple[PgType, ...]) -> exp.Expression:
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column):
+            return _col(node.name)
+        if isinstance(node, exp.Parameter):
+            pg_type = parameter_types[parameter_index(node)]
+            return exp.cast(exp.Parameter(this=node.this.copy()), DUCKDB_TYPES[pg_type])
+        return node
+
+    return condition.copy().transform(rewrite)
+
+
+def _parameter_types(tree: exp.Select, dataset: Dataset, ctx: RewriteContext) -> tuple[PgType, ...]:
+    found = parameters(tree)
+    if not found:
+        return ()
+    count = max(parameter_index(p) for p in found) + 1
+    types: list[PgType] = []
+    for i in range(count):
+        declared = ctx.declared_parameter_types[i] if i < len(ctx.declared_parameter_types) else None
+        types.append(declared or "text")  # type: ignore[arg-type]
+    for p in found:
+        i = parameter_index(p)
+        declared = ctx.declared_parameter_types[i] if i < len(ctx.declared_parameter_types) else None
+        inferred = _type_from_context(p, dataset)
+        if not declared and inferred:
+            types[i] = inferred
+    return tuple(types)
+
+
+def _type_from_context(parameter: exp.Parameter, dataset: Dataset) -> PgType | None:
+    """A parameter compared with a column takes the column's type."""
+    parent = parameter.parent
+    if isinstance(parent, (exp.In, exp.Between)):
+        other = parent.this
+    elif isinstance(parent, exp.Binary):
+        other = parent.expression if parent.this is parameter else parent.this
+    else:
+        return None
+    if isinstance(other, exp.Column) and other.name in dataset.columns:
+        return POLICY_TO_PG[dataset.columns[other.name].type]
+    return None

@@ -1,0 +1,24 @@
+"""Give every select-list item the name PostgreSQL would give it, as an explicit alias.
+
+`COUNT(*)` is named `count`, `AVG(salary)` `avg`, a bare column its own name: the names clients
+see, and the stems of the `<name>_ci_low` / `<name>_ci_high` columns.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from rewriter.context import RewriteContext
+from rewriter.tree import aggregate_name
+
+
+def name_output_columns(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
+    named = []
+    for item in tree.expressions:
+        if isinstance(item, exp.Alias):
+            named.append(item)
+            continue
+        name = aggregate_name(item) or (item.name if isinstance(item, exp.Column) else "?column?")
+        named.append(exp.alias_(item, exp.to_identifier(name, quoted=True)))
+    tree.set("expressions", named)
+    return tree

@@ -1,0 +1,161 @@
+"""Decide the noise: the query's ε, its split, each measure's sensitivity, and the output schema.
+
+Neighbouring datasets differ by adding or removing one privacy unit, which (with one row per unit)
+touches one row of one group. Groups come from a public domain and are disjoint, so each group's
+measures compose in parallel and the query costs its ε once. Within a group the ε is split:
+`suppression.epsilon_share` of it for the noisy group size, the rest evenly across the aggregates
+(an AVG halves its share between its centred sum and its count). Sensitivities per measure:
+COUNT 1; SUM max(|lower|, |upper|); AVG's centred sum (upper - lower) / 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlglot import exp
+
+from pgerrors import FeatureNotAllowed, InvalidParameterValue
+from rewriter.context import RewriteContext
+from rewriter.plan import (
+    POLICY_TO_PG,
+    Aggregate,
+    GroupKey,
+    Measure,
+    OutputColumn,
+    Plan,
+    SortKey,
+)
+from rewriter.rules.clip_values import THRESHOLD_MEASURE, ClippedQuery, MeasuredAggregate
+
+
+def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
+    dataset = ctx.dataset(query.dataset)
+    if not dataset.one_row_per_unit:
+        raise FeatureNotAllowed(
+            f'dataset "{query.dataset}" has several rows per privacy unit; contribution bounding is '
+            "not available yet, so it cannot be queried",
+            hint="An admin can declare one_row_per_unit: true only if each unit really has one row.",
+        )
+    epsilon = _query_epsilon(ctx, query.dataset)
+    confidence = ctx.confidence if ctx.confidence is not None else dataset.query.confidence
+
+    domain_size = 1
+    for column, _ in query.keys:
+        domain_size *= len(dataset.columns[column].group_by_values or ())
+    if domain_size > dataset.max_groups:
+        raise FeatureNotAllowed(
+            f"this GROUP BY would release {domain_size} groups; the policy allows {dataset.max_groups}",
+            hint="Group by fewer columns.",
+        )
+
+    share = dataset.suppression.epsilon_share if query.aggregates else 1.0
+    threshold = Measure(THRESHOLD_MEASURE, 1.0, epsilon * share, discrete=True)
+    per_aggregate = epsilon * (1 - share) / len(query.aggregates) if query.aggregates else 0.0
+    aggregates = tuple(_noised(a, per_aggregate) for a in query.aggregates)
+
+    keys = tuple(
+        GroupKey(
+            position,
+            column,
+            POLICY_TO_PG[dataset.columns[column].type],
+            tuple(dataset.columns[column].group_by_values or ()),
+        )
+        for column, position in query.keys
+    )
+    columns: list[OutputColumn] = []
+    by_name: dict[str, int] = {}
+    for name, role, index in query.outputs:
+        by_name.setdefault(name, len(columns))
+        if role == "key":
+            columns.append(OutputColumn(name, keys[index].pg_type, "key", index))
+            continue
+        pg_type = aggregates[index].pg_type
+        columns.append(OutputColumn(name, pg_type, "value", index))
+        columns.append(OutputColumn(f"{name}_ci_low", pg_type, "ci_low", index))
+        columns.append(OutputColumn(f"{name}_ci_high", pg_type, "ci_high", index))
+    columns.append(OutputColumn("suppressed", "bool", "suppressed"))
+
+    engine_sql = query.engine.sql(dialect="duckdb")
+    return Plan(
+        dataset=query.dataset,
+        engine_sql=engine_sql,
+        parameter_types=query.parameter_types,
+        keys=keys,
+        aggregates=aggregates,
+        threshold=threshold,
+        min_group_size=dataset.suppression.min_group_size,
+        epsilon=epsilon,
+        confidence=confidence,
+        columns=tuple(columns),
+        order_by=_sort_keys(query, columns, by_name),
+        limit=_limit(query.tree),
+        fingerprint=hashlib.sha256(f"{engine_sql}|{epsilon!r}".encode()).hexdigest()[:16],
+    )
+
+
+def _query_epsilon(ctx: RewriteContext, dataset_name: str) -> float:
+    limits = ctx.dataset(dataset_name).query
+    epsilon = ctx.epsilon if ctx.epsilon is not None else limits.default_epsilon
+    if not limits.min_epsilon <= epsilon <= limits.max_epsilon:
+        raise InvalidParameterValue(
+            f'dp.epsilon = {epsilon:g} is outside what the policy allows on dataset "{dataset_name}"',
+            hint=f"Choose a value from {limits.min_epsilon:g} to {limits.max_epsilon:g}.",
+        )
+    return epsilon
+
+
+def _noised(aggregate: MeasuredAggregate, epsilon: float) -> Aggregate:
+    column = aggregate.column
+    if aggregate.function == "count":
+        (measure,) = aggregate.measures
+        return Aggregate(aggregate.name, "count", (Measure(measure, 1.0, epsilon, True),), "int8")
+    assert column is not None and column.lower is not None and column.upper is not None
+    lower, upper = column.lower, column.upper
+    if aggregate.function == "sum":
+        (measure,) = aggregate.measures
+        sensitivity = max(abs(lower), abs(upper))
+        return Aggregate(
+            aggregate.name, "sum", (Measure(measure, sensitivity, epsilon, False),), "float8", lower, upper
+        )
+    centred_sum, count = aggregate.measures
+    return Aggregate(
+        aggregate.name,
+        "avg",
+        (
+            Measure(centred_sum, (upper - lower) / 2, epsilon / 2, False),
+            Measure(count, 1.0, epsilon / 2, True),
+        ),
+        "float8",
+        lower,
+        upper,
+    )
+
+
+def _sort_keys(query: ClippedQuery, columns: list[OutputColumn], by_name: dict[str, int]) -> tuple[SortKey, ...]:
+    order = query.tree.args.get("order")
+    if order is None:
+        return ()
+    keys = []
+    for ordered in order.expressions:
+        column = ordered.this
+        if column.table:  # a group-by column, referred to by its source name
+            target = next(
+                (i for i, c in enumerate(columns) if c.role == "key" and query.keys[c.index][0] == column.name),
+                None,
+            )
+        else:
+            target = by_name.get(column.name)
+        if target is None:
+            raise FeatureNotAllowed(
+                f'ORDER BY "{column.name}" needs that column in the select list',
+                hint="Select the column you order by.",
+            )
+        descending = bool(ordered.args.get("desc"))
+        nulls_first = ordered.args.get("nulls_first")
+        keys.append(SortKey(target, descending, descending if nulls_first is None else bool(nulls_first)))
+    return tuple(keys)
+
+
+def _limit(tree: exp.Select) -> int | None:
+    limit = tree.args.get("limit")
+    return int(limit.expression.this) if limit is not None else None
