@@ -24,7 +24,7 @@ DEPARTMENTS: dict[str, tuple[int, int]] = {
     "Human Resources": (500, 58_000),
     "Legal": (300, 112_000),
     "Research": (150, 105_000),
-    "Board": (9, 240_000),
+    "Board": (3, 240_000),
 }
 
 

@@ -1,0 +1,1 @@
+"""The PostgreSQL-facing side: wire protocol, sessions, auth, engine and ledger I/O."""

@@ -1,0 +1,59 @@
+"""`privacylens` command line: serve, demo-data, hash-password."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from pathlib import Path
+
+from proxy.settings import SETTINGS, ProxySettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="privacylens", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the PostgreSQL-wire DP gateway")
+    for setting in SETTINGS:
+        serve.add_argument(f"--{setting.name.replace('_', '-')}", dest=setting.name, default=None,
+                           help=f"{setting.help} (default {setting.default}; env PRIVACYLENS_{setting.name.upper()})")
+
+    demo = commands.add_parser("demo-data", help="write the seeded demo employees table")
+    demo.add_argument("--out", default="data/employees.parquet")
+    demo.add_argument("--force", action="store_true", help="rewrite even if the file exists")
+
+    hashing = commands.add_parser("hash-password", help="print a SCRAM-SHA-256 verifier for a policy file")
+    hashing.add_argument("--password", help="read from the terminal when omitted")
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        settings = ProxySettings.resolve({s.name: getattr(args, s.name) for s in SETTINGS})
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from proxy.server import Server
+
+        try:
+            asyncio.run(Server(settings).serve_forever())
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if args.command == "demo-data":
+        from demo.employees import generate
+
+        out = Path(args.out)
+        if out.exists() and not args.force:
+            print(f"{out} exists (use --force to rewrite)")
+            return 0
+        print(f"wrote {generate(out)} rows to {out}")
+        return 0
+    from proxy.scram import make_verifier
+
+    password = args.password if args.password is not None else getpass.getpass("password: ")
+    print(make_verifier(password))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""One client connection: the post-authentication message loop as an explicit state machine.
+
+States: READY (between messages), SKIPPING (an extended-protocol error: discard until Sync).
+Transaction status (I/T/E) lives in SessionState and is reported in every ReadyForQuery.
+Output is buffered and written at ReadyForQuery, Flush, or when the buffer grows large.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from pgerrors import (
+    InternalError,
+    PgError,
+    ProtocolViolation,
+    SyntaxErrorPg,
+    UndefinedCursor,
+    UndefinedPreparedStatement,
+)
+from proxy.gateway import Description, Gateway, Result, SessionState
+from proxy.session_settings import CLIENT_DEFAULTS, DISPLAY_NAMES, REPORTED, SERVER_PARAMETERS, Settings
+from proxy.wire import codec
+from proxy.wire.types import declared_type, decode_parameter, encoder, oid_of, size_of
+from rewriter.parse import Kind, Statement, split_statements
+
+log = logging.getLogger("privacylens.connection")
+
+MAX_MESSAGE_LENGTH = 16 * 1024 * 1024
+FLUSH_AT = 256 * 1024
+
+
+@dataclass
+class Prepared:
+    statement: Statement | None  # None for an empty query string
+    declared_oids: tuple[int, ...]
+    declared: tuple[str | None, ...]
+    description: Description
+
+
+@dataclass
+class Portal:
+    prepared: Prepared
+    params: list[Any]
+    result_formats: tuple[int, ...]
+    result: Result | None = None
+    sent: int = 0
+
+
+@dataclass
+class Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    gateway: Gateway
+    state: SessionState
+    out: bytearray = field(default_factory=bytearray)
+    skipping: bool = False
+    prepared: dict[str, Prepared] = field(default_factory=dict)
+    portals: dict[str, Portal] = field(default_factory=dict)
+
+    # ---- start and loop -------------------------------------------------------------------------
+
+    def greet(self, startup: dict[str, str], secret: int) -> None:
+        settings = self.state.settings
+        for key, value in startup.items():
+            if key.lower() in CLIENT_DEFAULTS and not key.lower().startswith("dp."):
+                try:
+                    settings.set(key, value)
+                except PgError:
+                    pass  # an unsupported start-up value keeps our default, as the status below says
+        for name in REPORTED:
+            value = settings.values.get(name) or SERVER_PARAMETERS.get(name)
+            if name == "session_authorization":
+                value = self.state.user
+            if value is not None:
+                self.out += codec.parameter_status(DISPLAY_NAMES.get(name, name), value)
+        self.out += codec.backend_key_data(self.state.pid, secret)
+        self.out += codec.ready_for_query(self.state.transaction)
+
+    async def serve(self) -> None:
+        await self.flush()
+        while True:
+            header = await self.reader.read(1)
+            if not header:
+                return
+            length = struct.unpack("!i", await self.reader.readexactly(4))[0]
+            if not 4 <= length <= MAX_MESSAGE_LENGTH:
+                raise ProtocolViolation(f"invalid message length {length}")
+            body = await self.reader.readexactly(length - 4)
+            if header == b"X":
+                return
+            await self.handle(header, body)
+            if len(self.out) > FLUSH_AT:
+                await self.flush()
+
+    async def flush(self) -> None:
+        if self.out:
+            self.writer.write(bytes(self.out))
+            self.out.clear()
+        await self.writer.drain()
+
+    async def handle(self, kind: bytes, body: bytes) -> None:
+        if kind == b"Q":
+            await self.simple_query(codec.parse_query(body))
+            return
+        handler = self._extended.get(kind)
+        if handler is None:
+            raise ProtocolViolation(f"invalid frontend message type {kind!r}")
+        if kind == b"S":
+            self.sync()
+            await self.flush()
+            return
+        if kind == b"H":
+            await self.flush()
+            return
+        if self.skipping:
+            return
+        try:
+            await handler(self, body)
+        except PgError as error:
+            self.error(error)
+            self.skipping = True
+        except Exception:
+            log.exception("internal error in extended protocol")
+            self.error(InternalError("internal error"))
+            self.skipping = True
+
+    # ---- simple query ---------------------------------------------------------------------------
+
+    async def simple_query(self, sql: str) -> None:
+        try:
+            statements = split_statements(sql)
+            if not statements:
+                self.out += codec.empty_query_response()
+            else:
+                self._check_all(statements)
+                for statement in statements:
+                    result = await self.gateway.execute(statement, self.state)
+                    self.send_result(result, None, formats=())
+        except PgError as error:
+            self.error(error)
+        except Exception:
+            log.exception("internal error in simple query")
+            self.error(InternalError("internal error"))
+        self.out += codec.ready_for_query(self.state.transaction)
+        await self.flush()
+
+    def _check_all(self, statements: list[Statement]) -> None:
+        """Refuse the whole string before running any of it, applying its SETs to a scratch copy."""
+        if len(statements) == 1:
+            return
+        scratch = replace(self.state, settings=Settings(dict(self.state.settings.values)))
+        for statement in statements:
+            self.gateway.check(statement, scratch)
+            if statement.kind is Kind.SET:
+                self.gateway._set(statement, scratch)
+
+    # ---- extended query -------------------------------------------------------------------------
+
+    async def parse(self, body: bytes) -> None:
+        message = codec.parse_parse(body)
+        if message.name and message.name in self.prepared:
+            raise PgError(f'prepared statement "{message.name}" already exists')
+        statements = split_statements(message.query)
+        if len(statements) > 1:
+            raise SyntaxErrorPg("cannot insert multiple commands into a prepared statement")
+        statement = statements[0] if statements else None
+        declared = tuple(declared_type(oid) for oid in message.parameter_oids)
+        description = (
+            self.gateway.describe(statement, self.state, declared) if statement else Description((), None)
+        )
+        self.prepared[message.name] = Prepared(statement, message.parameter_oids, declared, description)
+        self.out += codec.parse_complete()
+
+    async def bind(self, body: bytes) -> None:
+        message = codec.parse_bind(body)
+        prepared = self.prepared.get(message.statement)
+        if prepared is None:
+            raise UndefinedPreparedStatement(f'prepared statement "{message.statement}" does not exist')
+        types = prepared.description.parameter_types
+        if len(message.values) != len(types):
+            raise ProtocolViolation(
+                f'bind message supplies {len(message.values)} parameters, but prepared statement '
+                f'"{message.statement}" requires {len(types)}'
+            )
+        formats = _expand(message.parameter_formats, len(types))
+        params = [
+            decode_parameter(pg_type, self._declared_oid(prepared, i, pg_type), formats[i], raw)
+            for i, (pg_type, raw) in enumerate(zip(types, message.values, strict=True))
+        ]
+        columns = prepared.description.columns or []
+        result_formats = _expand(message.result_formats, len(columns))
+        for (_, pg_type), fmt in zip(columns, result_formats, strict=True):
+            encoder(pg_type, fmt)  # refuse an unsupported binary format now, not mid-result
+        self.portals[message.portal] = Portal(prepared, params, result_formats)
+        self.out += codec.bind_complete()
+
+    async def describe(self, body: bytes) -> None:
+        kind, name = codec.parse_target(body)
+        if kind == "S":
+            prepared = self.prepared.get(name)
+            if prepared is None:
+                raise UndefinedPreparedStatement(f'prepared statement "{name}" does not exist')
+            types = prepared.description.parameter_types
+            self.out += codec.parameter_description(
+                [self._declared_oid(prepared, i, t) for i, t in enumerate(types)]
+            )
+            self._describe_rows(prepared.description.columns, ())
+            return
+        portal = self.portals.get(name)
+        if portal is None:
+            raise UndefinedCursor(f'portal "{name}" does not exist')
+        self._describe_rows(portal.prepared.description.columns, portal.result_formats)
+
+    async def execute(self, body: bytes) -> None:
+        name, max_rows = codec.parse_execute(body)
+        portal = self.portals.get(name)
+        if portal is None:
+            raise UndefinedCursor(f'portal "{name}" does not exist')
+        statement = portal.prepared.statement
+        if statement is None:
+            self.out += codec.empty_query_response()
+            return
+        if portal.result is None:
+            portal.result = await self.gateway.execute(
+                statement, self.state, portal.params, portal.prepared.declared
+            )
+            for notice in portal.result.notices:
+                self.out += codec.notice_response(notice)
+        self.send_result(portal.result, portal, portal.result_formats, max_rows=max_rows, describe=False)
+
+    async def close(self, body: bytes) -> None:
+        kind, name = codec.parse_target(body)
+        (self.prepared if kind == "S" else self.portals).pop(name, None)
+        self.out += codec.close_complete()
+
+    def sync(self) -> None:
+        self.skipping = False
+        self.portals.pop("", None)
+        self.out += codec.ready_for_query(self.state.transaction)
+
+    _extended: ClassVar[dict[bytes, Callable[..., Any]]] = {
+        b"P": parse, b"B": bind, b"D": describe, b"E": execute, b"C": close, b"S": sync, b"H": flush,
+    }
+
+    # ---- output ---------------------------------------------------------------------------------
+
+    def send_result(self, result: Result, portal: Portal | None, formats: tuple[int, ...],
+                    max_rows: int = 0, describe: bool = True) -> None:
+        if portal is None:
+            for notice in result.notices:
+                self.out += codec.notice_response(notice)
+        if result.columns is None:
+            self.out += codec.command_complete(result.tag)
+            return
+        formats = formats or (0,) * len(result.columns)
+        if describe:
+            self._describe_rows(result.columns, formats)
+        start = portal.sent if portal else 0
+        end = len(result.rows) if max_rows <= 0 else min(len(result.rows), start + max_rows)
+        encoders = [encoder(pg_type, fmt) for (_, pg_type), fmt in zip(result.columns, formats, strict=True)]
+        self.out += b"".join(
+            codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)])
+            for row in result.rows[start:end]
+        )
+        if portal is not None:
+            portal.sent = end
+            if end < len(result.rows):
+                self.out += codec.portal_suspended()
+                return
+        tag = result.tag if portal is None or not result.tag.startswith("SELECT") else f"SELECT {end - start}"
+        self.out += codec.command_complete(tag)
+
+    def _describe_rows(self, columns: list[tuple[str, str]] | None, formats: tuple[int, ...]) -> None:
+        if columns is None:
+            self.out += codec.no_data()
+            return
+        formats = formats or (0,) * len(columns)
+        self.out += codec.row_description(
+            [codec.FieldDescription(name, oid_of(t), size_of(t), fmt) for (name, t), fmt in zip(columns, formats, strict=True)]
+        )
+
+    def error(self, error: PgError) -> None:
+        if self.state.transaction == "T":
+            self.state.transaction = "E"
+        self.out += codec.error_response(error)
+
+    @staticmethod
+    def _declared_oid(prepared: Prepared, index: int, pg_type: str) -> int:
+        if index < len(prepared.declared_oids) and prepared.declared_oids[index]:
+            return prepared.declared_oids[index]
+        return oid_of(pg_type)
+
+
+def _expand(formats: tuple[int, ...], count: int) -> tuple[int, ...]:
+    if not formats:
+        return (0,) * count
+    if len(formats) not in (1, count):
+        raise ProtocolViolation(f"expected {count} format codes, got {len(formats)}")
+    for fmt in formats:
+        if fmt not in (0, 1):
+            raise ProtocolViolation(f"invalid format code {fmt}")
+    return formats * count if len(formats) == 1 else formats

@@ -1,0 +1,242 @@
+"""One statement in, one result out: the only place the budget is charged.
+
+For an aggregate query: plan (pure rewriter) → debit the ledger atomically → run the clipped SQL →
+noise, suppress, add intervals → result with a NOTICE on the budget. A debit is never refunded: if
+the engine fails after it, the charge stands (fail closed; a refund could make failures observable).
+Statements that read no data (SET, SHOW, transaction control, SELECT without FROM) cost nothing and
+never touch the data engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from sqlglot import exp
+
+from pgerrors import FeatureNotAllowed, InFailedTransaction, PgError
+from privacy.budget import PureDP
+from privacy.ledger import Ledger
+from privacy.release import release
+from proxy.engine import ConstantEvaluator, DuckDBEngine, RunningQuery
+from proxy.session_settings import SERVER_VERSION_LONG, Settings
+from rewriter.constant_select import ConstantQuery, plan_constant
+from rewriter.context import RewriteContext
+from rewriter.parse import Kind, Statement
+from rewriter.pipeline import plan_query
+from rewriter.plan import PgType, Plan
+from rewriter.policy import Policy
+
+Column = tuple[str, str]  # (name, PostgreSQL type name)
+
+
+@dataclass
+class SessionState:
+    user: str
+    role: str
+    database: str
+    pid: int
+    settings: Settings = field(default_factory=Settings)
+    transaction: str = "I"  # ReadyForQuery status: I idle, T in transaction, E failed transaction
+    running: RunningQuery = field(default_factory=RunningQuery)
+
+
+@dataclass
+class Result:
+    columns: list[Column] | None  # None: the statement returns no rows (SET, BEGIN, ...)
+    rows: list[tuple]
+    tag: str
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Description:
+    parameter_types: tuple[PgType, ...]
+    columns: list[Column] | None
+
+
+class Gateway:
+    def __init__(self, policy: Policy, engine: DuckDBEngine, ledger: Ledger) -> None:
+        self.policy = policy
+        self.engine = engine
+        self.ledger = ledger
+        self.constants = ConstantEvaluator()
+
+    # ---- checking and describing: never runs a data query, never costs budget ------------------
+
+    def describe(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...] = ()) -> Description:
+        """Parameter types and result columns, from the plan alone."""
+        if statement.kind is Kind.AGGREGATE:
+            plan = self._plan(statement, state, declared)
+            return Description(plan.parameter_types, [(c.name, c.pg_type) for c in plan.columns])
+        if statement.kind is Kind.CONSTANT:
+            constant = self._constant(statement, state, declared)
+            types, _ = self.constants.run(constant.sql, [None] * len(constant.parameter_types))
+            return Description(constant.parameter_types, list(zip(constant.names, map(_pg_type, types), strict=True)))
+        if statement.kind is Kind.SHOW:
+            return Description((), [(_show_name(statement), "text")])
+        if statement.kind is Kind.OTHER:
+            raise _refusal(statement)
+        return Description((), None)
+
+    def check(self, statement: Statement, state: SessionState) -> None:
+        """Refuse now what `execute` would refuse, so a multi-statement query runs all or nothing."""
+        if statement.kind in (Kind.AGGREGATE, Kind.CONSTANT, Kind.OTHER):
+            self.describe(statement, state)
+
+    # ---- executing ------------------------------------------------------------------------------
+
+    async def execute(self, statement: Statement, state: SessionState, params: Sequence[Any] = (),
+                      declared: tuple[str | None, ...] = ()) -> Result:
+        if state.transaction == "E" and statement.kind not in (Kind.ROLLBACK, Kind.COMMIT):
+            raise InFailedTransaction(
+                "current transaction is aborted, commands ignored until end of transaction block",
+                hint="Send ROLLBACK.",
+            )
+        kind = statement.kind
+        if kind is Kind.AGGREGATE:
+            return await self._aggregate(statement, state, params, declared)
+        if kind is Kind.CONSTANT:
+            constant = self._constant(statement, state, declared)
+            types, rows = self.constants.run(constant.sql, params)
+            columns = list(zip(constant.names, map(_pg_type, types), strict=True))
+            return Result(columns, rows, f"SELECT {len(rows)}")
+        if kind is Kind.SET:
+            return self._set(statement, state)
+        if kind is Kind.SHOW:
+            name = _show_name(statement)
+            if name.lower() == "all":
+                raise FeatureNotAllowed("SHOW ALL is not supported", hint="SHOW one setting by name.")
+            return Result([(name, "text")], [(state.settings.show(name, state.user),)], "SHOW")
+        if kind is Kind.RESET:
+            words = statement.words
+            state.settings.reset(words[1] if len(words) > 1 else "all")
+            return Result(None, [], "RESET")
+        if kind is Kind.BEGIN:
+            notices = ["there is already a transaction in progress"] if state.transaction != "I" else []
+            state.transaction = "T" if state.transaction == "I" else state.transaction
+            return Result(None, [], "BEGIN", notices)
+        if kind in (Kind.COMMIT, Kind.ROLLBACK):
+            failed = state.transaction == "E"
+            notices = ["there is no transaction in progress"] if state.transaction == "I" else []
+            state.transaction = "I"
+            return Result(None, [], "ROLLBACK" if failed or kind is Kind.ROLLBACK else "COMMIT", notices)
+        raise _refusal(statement)
+
+    async def _aggregate(self, statement: Statement, state: SessionState, params: Sequence[Any],
+                         declared: tuple[str | None, ...]) -> Result:
+        plan = self._plan(statement, state, declared)
+        dataset = self.policy.datasets[plan.dataset]
+        total = PureDP.total(dataset.budget.epsilon)
+        cost = PureDP.from_epsilon(_exact_cost(plan))
+        balance = await asyncio.to_thread(
+            self.ledger.debit, plan.dataset, state.user, cost, total, plan.fingerprint
+        )
+        engine_columns, engine_rows = await self.engine.run(plan.engine_sql, params, state.running)
+        rows = release(plan, engine_columns, engine_rows)
+        notice = (
+            f"ε spent {cost.epsilon:.2f} of {total.epsilon:.2f} on dataset \"{plan.dataset}\" "
+            f"({balance.remaining.epsilon:.2f} left); {plan.confidence:.0%} intervals shown"
+        )
+        return Result([(c.name, c.pg_type) for c in plan.columns], rows, f"SELECT {len(rows)}", [notice])
+
+    def _plan(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]) -> Plan:
+        assert isinstance(statement.tree, exp.Select)
+        ctx = RewriteContext(
+            policy=self.policy,
+            user=state.user,
+            role=state.role,
+            epsilon=state.settings.epsilon(),
+            confidence=state.settings.confidence(),
+            declared_parameter_types=declared,
+        )
+        return plan_query(statement.tree, ctx)
+
+    def _constant(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]) -> ConstantQuery:
+        assert isinstance(statement.tree, exp.Select)
+
+        def lookup(name: str, args: list[str]) -> str | int | None:
+            if name == "version":
+                return SERVER_VERSION_LONG
+            if name in ("current_user", "session_user"):
+                return state.user
+            if name == "current_database":
+                return state.database
+            if name == "current_schema":
+                return "public"
+            if name == "pg_backend_pid":
+                return state.pid
+            if name == "current_setting" and len(args) == 1:
+                return state.settings.show(args[0], state.user)
+            raise FeatureNotAllowed(f"{name}() is not supported with these arguments")
+
+        return plan_constant(statement.tree, lookup, declared)
+
+    def _set(self, statement: Statement, state: SessionState) -> Result:
+        assert isinstance(statement.tree, exp.Set)
+        for item in statement.tree.expressions:
+            assignment = item.this if isinstance(item, exp.SetItem) else None
+            if not isinstance(assignment, exp.EQ) or not isinstance(assignment.this, exp.Column):
+                raise FeatureNotAllowed("this form of SET is not supported",
+                                        hint="Use SET name = value, e.g. SET dp.epsilon = 0.2")
+            name = ".".join(p.name for p in assignment.this.parts)
+            value = _set_value(assignment.expression)
+            if value is None:
+                state.settings.reset(name)
+            else:
+                state.settings.set(name, value)
+        return Result(None, [], "SET")
+
+
+def _exact_cost(plan: Plan) -> Fraction:
+    """The ε actually used: the sum of every measure's share (what the noise was calibrated to)."""
+    shares = [plan.threshold.epsilon] + [m.epsilon for a in plan.aggregates for m in a.measures]
+    return sum((Fraction(e) for e in shares), Fraction(0))
+
+
+def _set_value(value: exp.Expression) -> str | None:
+    if isinstance(value, exp.Literal):
+        return value.this
+    if isinstance(value, (exp.Column, exp.Identifier, exp.Var)):
+        name = value.name
+        return None if name.lower() == "default" else name
+    if isinstance(value, exp.Tuple):
+        return ", ".join(str(_set_value(v)) for v in value.expressions)
+    if isinstance(value, exp.Boolean):
+        return "on" if value.this else "off"
+    if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal):
+        return "-" + value.this.this
+    raise FeatureNotAllowed("SET takes a literal value")
+
+
+def _show_name(statement: Statement) -> str:
+    words = [w for w in statement.words[1:]]
+    return "".join(words).strip('"') if words else "all"
+
+
+def _refusal(statement: Statement) -> PgError:
+    what = statement.tree.key.upper() if statement.tree is not None else " ".join(statement.words[:1]).upper()
+    return FeatureNotAllowed(
+        f"{what} statements are not allowed by the DP policy",
+        hint="PrivacyLens answers aggregate queries, e.g. "
+        "SELECT department, COUNT(*), AVG(salary) FROM employees GROUP BY department",
+    )
+
+
+_DUCKDB_TO_PG = {"INTEGER": "int4", "BIGINT": "int8", "SMALLINT": "int4", "DOUBLE": "float8",
+                 "FLOAT": "float8", "BOOLEAN": "bool", "VARCHAR": "text", "DATE": "date",
+                 "TIMESTAMP": "timestamp"}
+
+
+def _pg_type(duckdb_type: str) -> str:
+    if duckdb_type.startswith("DECIMAL"):
+        return "numeric"
+    return _DUCKDB_TO_PG.get(duckdb_type, "text")
+
+
+def new_pid() -> int:
+    return int.from_bytes(os.urandom(3), "big") + 1

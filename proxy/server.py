@@ -1,0 +1,93 @@
+"""The asyncio server: accepts connections, runs start-up, hands each client a Connection.
+
+It owns the registry of BackendKeyData (pid, secret) → session, which CancelRequests use.
+Every connection ends in `finally` cleanup; any unexpected exception is logged and closes only
+that connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import struct
+
+from pgerrors import PgError, ProtocolViolation
+from privacy.ledger import Ledger
+from proxy.auth import Verifiers
+from proxy.connection import Connection
+from proxy.engine import DuckDBEngine
+from proxy.gateway import Gateway, SessionState, new_pid
+from proxy.settings import ProxySettings
+from proxy.startup import negotiate
+from proxy.wire import codec
+from rewriter.policy import load_policy
+
+log = logging.getLogger("privacylens.server")
+
+
+class Server:
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        policy = load_policy(settings.policy)
+        self.verifiers = Verifiers(policy.users)
+        self.gateway = Gateway(policy, DuckDBEngine(policy), Ledger(settings.ledger))
+        self.sessions: dict[int, tuple[int, SessionState]] = {}
+
+    async def serve_forever(self) -> None:
+        server = await asyncio.start_server(
+            self.handle, self.settings.host, self.settings.port, limit=2**20
+        )
+        addresses = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
+        log.info("PrivacyLens listening on %s (policy %s)", addresses, self.settings.policy)
+        async with server:
+            await server.serve_forever()
+
+    def cancel(self, pid: int, secret: int) -> None:
+        entry = self.sessions.get(pid)
+        if entry is not None and hmac.compare_digest(struct.pack("!i", entry[0]), struct.pack("!i", secret)):
+            entry[1].running.interrupt()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pid = None
+        try:
+            try:
+                startup = await asyncio.wait_for(
+                    negotiate(reader, writer, self.verifiers, self.cancel), self.settings.auth_timeout
+                )
+            except PgError as error:
+                error.severity = "FATAL"
+                writer.write(codec.error_response(error))
+                await writer.drain()
+                return
+            if startup is None:
+                return
+            user = startup["user"]
+            pid = new_pid()
+            while pid in self.sessions:
+                pid = new_pid()
+            secret = struct.unpack("!i", os.urandom(4))[0]
+            state = SessionState(user, self.verifiers.role(user), startup.get("database", user), pid)
+            self.sessions[pid] = (secret, state)
+            connection = Connection(reader, writer, self.gateway, state)
+            connection.greet(startup, secret)
+            try:
+                await connection.serve()
+            except ProtocolViolation as error:
+                connection.out += codec.error_response(error)
+                await connection.flush()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+            pass
+        except Exception:
+            log.exception("connection failed")
+        finally:
+            if pid is not None:
+                entry = self.sessions.pop(pid, None)
+                if entry is not None:
+                    entry[1].running.interrupt()
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass

@@ -1,0 +1,121 @@
+"""Session settings clients may SET and SHOW: PostgreSQL's client settings plus `dp.*`.
+
+Engine settings are never passed through: a SET of anything not listed is refused (0A000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pgerrors import FeatureNotAllowed, InvalidParameterValue
+
+SERVER_VERSION = "15.0"
+SERVER_VERSION_LONG = f"PostgreSQL {SERVER_VERSION} (PrivacyLens 0.1.0 differential-privacy gateway)"
+
+# Reported at start-up (ParameterStatus) and by SHOW; read-only.
+SERVER_PARAMETERS = {
+    "server_version": SERVER_VERSION,
+    "server_version_num": "150000",
+    "server_encoding": "UTF8",
+    "integer_datetimes": "on",
+    "is_superuser": "off",
+    "max_identifier_length": "63",
+    "lc_collate": "C",
+    "lc_ctype": "C",
+}
+
+# Client settings with their defaults; SET stores them for the session.
+CLIENT_DEFAULTS = {
+    "application_name": "",
+    "client_encoding": "UTF8",
+    "datestyle": "ISO, MDY",
+    "intervalstyle": "postgres",
+    "timezone": "UTC",
+    "extra_float_digits": "1",
+    "standard_conforming_strings": "on",
+    "search_path": '"$user", public',
+    "statement_timeout": "0",
+    "lock_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
+    "client_min_messages": "notice",
+    "bytea_output": "hex",
+    "default_transaction_isolation": "read committed",
+    "transaction_isolation": "read committed",
+    "default_transaction_read_only": "off",
+    "transaction_read_only": "off",
+    "jit": "off",
+    "dp.epsilon": "",
+    "dp.confidence": "",
+}
+
+# Reported to the client in ParameterStatus when they change, as PostgreSQL does.
+REPORTED = ("application_name", "client_encoding", "datestyle", "intervalstyle", "timezone",
+            "standard_conforming_strings", "server_version", "server_encoding", "integer_datetimes",
+            "is_superuser", "session_authorization")
+DISPLAY_NAMES = {"datestyle": "DateStyle", "intervalstyle": "IntervalStyle", "timezone": "TimeZone"}
+
+_UTF8_NAMES = {"utf8", "utf-8", "unicode"}
+_FIXED = {"standard_conforming_strings": {"on"}}
+
+
+@dataclass
+class Settings:
+    values: dict[str, str] = field(default_factory=lambda: dict(CLIENT_DEFAULTS))
+
+    def set(self, name: str, value: str) -> None:
+        key = name.lower()
+        if key not in CLIENT_DEFAULTS:
+            if key in SERVER_PARAMETERS:
+                raise InvalidParameterValue(f'parameter "{name}" cannot be changed')
+            raise FeatureNotAllowed(
+                f'SET of "{name}" is not allowed by PrivacyLens',
+                hint="Client settings (application_name, DateStyle, TimeZone, ...) and dp.epsilon, "
+                "dp.confidence can be set.",
+            )
+        if key == "client_encoding" and value.lower() not in _UTF8_NAMES:
+            raise InvalidParameterValue(f'client_encoding "{value}" is not supported', hint="Use UTF8.")
+        if key in _FIXED and value.lower() not in _FIXED[key]:
+            raise InvalidParameterValue(f'{name} can only be {", ".join(_FIXED[key])}')
+        if key == "dp.epsilon" and value != "":
+            _positive_number(name, value)
+        if key == "dp.confidence" and value != "":
+            level = _positive_number(name, value)
+            if not 0.5 <= level < 1:
+                raise InvalidParameterValue("dp.confidence must be at least 0.5 and below 1",
+                                            hint="For example: SET dp.confidence = 0.9")
+        self.values[key] = "UTF8" if key == "client_encoding" else value
+
+    def reset(self, name: str) -> None:
+        key = name.lower()
+        if key == "all":
+            self.values = dict(CLIENT_DEFAULTS)
+            return
+        if key not in CLIENT_DEFAULTS:
+            raise FeatureNotAllowed(f'RESET of "{name}" is not allowed by PrivacyLens')
+        self.values[key] = CLIENT_DEFAULTS[key]
+
+    def show(self, name: str, user: str) -> str:
+        key = name.lower()
+        if key in self.values:
+            return self.values[key]
+        if key in SERVER_PARAMETERS:
+            return SERVER_PARAMETERS[key]
+        if key in ("session_authorization", "current_user"):
+            return user
+        raise InvalidParameterValue(f'unrecognized configuration parameter "{name}"')
+
+    def epsilon(self) -> float | None:
+        return float(self.values["dp.epsilon"]) if self.values["dp.epsilon"] else None
+
+    def confidence(self) -> float | None:
+        return float(self.values["dp.confidence"]) if self.values["dp.confidence"] else None
+
+
+def _positive_number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number > 0 or number == float("inf"):
+        raise InvalidParameterValue(f"{name} must be a positive number, not {value!r}")
+    return number

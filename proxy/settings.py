@@ -1,0 +1,51 @@
+"""Every proxy setting, declared once: name, default, help. CLI flags and PRIVACYLENS_* env vars.
+
+`docs/configuration.md` lists these; `tests/test_settings_documented.py` fails if one is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+
+SETTINGS = (
+    Setting("host", "127.0.0.1", "Address to listen on."),
+    Setting("port", "6432", "TCP port for PostgreSQL clients."),
+    Setting("policy", "policies/demo.yaml", "Policy file (datasets, budgets, users)."),
+    Setting("ledger", "var/ledger.sqlite", "SQLite file of the privacy-budget ledger (WAL mode)."),
+    Setting("auth_timeout", "30", "Seconds a client has to finish start-up and authentication."),
+    Setting("log_level", "INFO", "Python logging level for the proxy's log on stderr."),
+)
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    host: str
+    port: int
+    policy: str
+    ledger: str
+    auth_timeout: float
+    log_level: str
+
+    @classmethod
+    def resolve(cls, overrides: dict[str, str | None]) -> ProxySettings:
+        """Precedence: explicit override (CLI flag), then PRIVACYLENS_<NAME>, then the default."""
+        values: dict[str, str] = {}
+        for setting in SETTINGS:
+            override = overrides.get(setting.name)
+            env = os.environ.get(f"PRIVACYLENS_{setting.name.upper()}")
+            values[setting.name] = override if override is not None else env if env is not None else setting.default
+        types = {f.name: f.type for f in fields(cls)}
+        converted = {
+            name: int(v) if types[name] == "int" else float(v) if types[name] == "float" else v
+            for name, v in values.items()
+        }
+        return cls(**converted)  # type: ignore[arg-type]

@@ -1,0 +1,84 @@
+"""Connection start-up: SSLRequest/GSSENCRequest, CancelRequest, StartupMessage and SCRAM-SHA-256.
+
+`negotiate` returns the start-up parameters of an authenticated client, or None when the
+connection was a CancelRequest (answered and to be closed). It raises PgError (FATAL) otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+
+from pgerrors import AuthenticationFailed, PgError, ProtocolViolation
+from proxy.auth import Verifiers
+from proxy.scram import MECHANISM, ScramError, ScramServer
+from proxy.wire import codec
+
+MAX_STARTUP_LENGTH = 10_000
+
+
+async def negotiate(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    verifiers: Verifiers,
+    on_cancel: Callable[[int, int], None],
+) -> dict[str, str] | None:
+    while True:
+        length = struct.unpack("!i", await reader.readexactly(4))[0]
+        if not 8 <= length <= MAX_STARTUP_LENGTH:
+            raise ProtocolViolation("invalid length of startup packet")
+        body = await reader.readexactly(length - 4)
+        code = struct.unpack("!i", body[:4])[0]
+        if code in (codec.SSL_REQUEST, codec.GSSENC_REQUEST):
+            writer.write(b"N")  # TLS is not configured; the client may continue in plain text
+            await writer.drain()
+            continue
+        if code == codec.CANCEL_REQUEST:
+            if len(body) == 12:
+                pid, secret = struct.unpack("!ii", body[4:12])
+                on_cancel(pid, secret)
+            return None
+        if code >> 16 != 3:
+            raise ProtocolViolation(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}")
+        params = codec.parse_startup_parameters(body[4:])
+        unsupported = [k for k in params if k.startswith("_pq_.")]
+        if code & 0xFFFF != 0 or unsupported:
+            writer.write(codec.negotiate_protocol_version(0, unsupported))
+        params = {k: v for k, v in params.items() if not k.startswith("_pq_.")}
+        if not params.get("user"):
+            raise PgError("no PostgreSQL user name specified in startup packet")
+        await _authenticate(reader, writer, verifiers, params["user"])
+        return params
+
+
+async def _read_password_message(reader: asyncio.StreamReader) -> bytes:
+    kind = await reader.readexactly(1)
+    length = struct.unpack("!i", await reader.readexactly(4))[0]
+    if kind != b"p" or not 4 <= length <= MAX_STARTUP_LENGTH:
+        raise ProtocolViolation("expected SASL response")
+    return await reader.readexactly(length - 4)
+
+
+async def _authenticate(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, verifiers: Verifiers, user: str
+) -> None:
+    failed = AuthenticationFailed(f'password authentication failed for user "{user}"')
+    writer.write(codec.authentication(10, codec.cstr(MECHANISM) + b"\x00"))
+    await writer.drain()
+    first = codec.Reader(await _read_password_message(reader))
+    if first.cstring() != MECHANISM:
+        raise failed
+    client_first = first.bytes_(max(first.int32(), 0)).decode("utf-8", "replace")
+    server = ScramServer(verifiers.verifier(user))
+    try:
+        writer.write(codec.authentication(11, server.first(client_first).encode()))
+        await writer.drain()
+        client_final = (await _read_password_message(reader)).decode("utf-8", "replace")
+        server_final = server.final(client_final)
+    except ScramError as err:
+        raise failed from err
+    if not verifiers.known(user):
+        raise failed
+    writer.write(codec.authentication(12, server_final.encode()))
+    writer.write(codec.authentication_ok())

@@ -1,0 +1,166 @@
+"""PostgreSQL type OIDs and value codecs (text and binary) for results and bound parameters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import struct
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pgerrors import FeatureNotAllowed, InvalidTextRepresentation
+
+# name: (oid, typlen)
+TYPES: dict[str, tuple[int, int]] = {
+    "bool": (16, 1),
+    "bytea": (17, -1),
+    "int8": (20, 8),
+    "int2": (21, 2),
+    "int4": (23, 4),
+    "text": (25, -1),
+    "oid": (26, 4),
+    "float4": (700, 4),
+    "float8": (701, 8),
+    "unknown": (705, -2),
+    "bpchar": (1042, -1),
+    "varchar": (1043, -1),
+    "date": (1082, 4),
+    "time": (1083, 8),
+    "timestamp": (1114, 8),
+    "timestamptz": (1184, 8),
+    "numeric": (1700, -1),
+    "uuid": (2950, 16),
+}
+OID_TO_NAME = {oid: name for name, (oid, _) in TYPES.items()}
+
+# Declared parameter OIDs → the PgType the rewriter works with.
+PARAMETER_TYPE = {
+    "bool": "bool", "int2": "int4", "int4": "int4", "int8": "int8", "oid": "int8",
+    "float4": "float8", "float8": "float8", "numeric": "numeric", "text": "text", "varchar": "text",
+    "bpchar": "text", "date": "date", "timestamp": "timestamp", "timestamptz": "timestamp",
+}  # fmt: skip
+
+PG_EPOCH = dt.date(2000, 1, 1)
+PG_EPOCH_TS = dt.datetime(2000, 1, 1)
+
+
+def oid_of(pg_type: str) -> int:
+    return TYPES[pg_type][0]
+
+
+def size_of(pg_type: str) -> int:
+    return TYPES[pg_type][1]
+
+
+def declared_type(oid: int) -> str | None:
+    """The rewriter type for a parameter OID the client declared; None when 0 (unspecified)."""
+    if oid == 0:
+        return None
+    name = OID_TO_NAME.get(oid)
+    if name == "unknown":
+        return None
+    if name is None or name not in PARAMETER_TYPE:
+        raise FeatureNotAllowed(f"parameters of type OID {oid} are not supported")
+    return PARAMETER_TYPE[name]
+
+
+# ---- results ------------------------------------------------------------------------------------
+
+def _float_text(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(float(value))
+
+
+def encode_text(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return b"t" if value else b"f"
+    if isinstance(value, float):
+        return _float_text(value).encode()
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ").encode()
+    if isinstance(value, (int, Decimal, dt.date, dt.time)):
+        return str(value).encode()
+    return str(value).encode("utf-8")
+
+
+_BINARY: dict[str, Callable[[Any], bytes]] = {
+    "bool": lambda v: b"\x01" if v else b"\x00",
+    "int2": lambda v: struct.pack("!h", v),
+    "int4": lambda v: struct.pack("!i", v),
+    "int8": lambda v: struct.pack("!q", v),
+    "float4": lambda v: struct.pack("!f", v),
+    "float8": lambda v: struct.pack("!d", v),
+    "text": lambda v: str(v).encode("utf-8"),
+    "varchar": lambda v: str(v).encode("utf-8"),
+    "date": lambda v: struct.pack("!i", (v - PG_EPOCH).days),
+    "timestamp": lambda v: struct.pack("!q", (v - PG_EPOCH_TS) // dt.timedelta(microseconds=1)),
+}
+
+
+def encoder(pg_type: str, fmt: int) -> Callable[[Any], bytes | None]:
+    if fmt == 0:
+        return encode_text
+    binary = _BINARY.get(pg_type)
+    if binary is None:
+        raise FeatureNotAllowed(f"binary format for type {pg_type} is not supported yet",
+                                hint="Request text format for this column.")
+    return lambda v: None if v is None else binary(v)
+
+
+# ---- parameters ---------------------------------------------------------------------------------
+
+_BOOL_TEXT = {"t": True, "true": True, "y": True, "yes": True, "on": True, "1": True,
+              "f": False, "false": False, "n": False, "no": False, "off": False, "0": False}
+
+
+def _decode_text(pg_type: str, raw: bytes) -> Any:
+    text = raw.decode("utf-8")
+    if pg_type in ("int4", "int8"):
+        return int(text.strip())
+    if pg_type == "float8":
+        return float(text)
+    if pg_type == "numeric":
+        return float(Decimal(text))
+    if pg_type == "bool":
+        return _BOOL_TEXT[text.strip().lower()]
+    if pg_type == "date":
+        return dt.date.fromisoformat(text.strip())
+    if pg_type == "timestamp":
+        return dt.datetime.fromisoformat(text.strip())
+    return text
+
+
+_BINARY_PARAMETERS: dict[int, Callable[[bytes], Any]] = {
+    16: lambda b: b == b"\x01",
+    20: lambda b: struct.unpack("!q", b)[0],
+    21: lambda b: struct.unpack("!h", b)[0],
+    23: lambda b: struct.unpack("!i", b)[0],
+    700: lambda b: struct.unpack("!f", b)[0],
+    701: lambda b: struct.unpack("!d", b)[0],
+    25: lambda b: b.decode("utf-8"),
+    1043: lambda b: b.decode("utf-8"),
+    1082: lambda b: PG_EPOCH + dt.timedelta(days=struct.unpack("!i", b)[0]),
+    1114: lambda b: PG_EPOCH_TS + dt.timedelta(microseconds=struct.unpack("!q", b)[0]),
+}
+
+
+def decode_parameter(pg_type: str, declared_oid: int, fmt: int, raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        if fmt == 0:
+            return _decode_text(pg_type, raw)
+        decode = _BINARY_PARAMETERS.get(declared_oid)
+        if decode is None:
+            raise FeatureNotAllowed(f"binary parameters of type OID {declared_oid} are not supported")
+        return decode(raw)
+    except (ValueError, KeyError, InvalidOperation, UnicodeDecodeError, struct.error) as err:
+        raise InvalidTextRepresentation(
+            f"invalid input syntax for type {pg_type}: {raw[:40]!r}",
+        ) from err
