@@ -33,12 +33,16 @@ class PureDP:
     @classmethod
     def from_epsilon(cls, epsilon: float | Fraction) -> PureDP:
         """A cost: rounded up to the next micro-ε."""
-        return cls(math.ceil(Fraction(epsilon) * MICRO))
+        return cls(math.ceil(_exact(epsilon) * MICRO))
 
     @classmethod
     def total(cls, epsilon: float | Fraction) -> PureDP:
-        """A budget total: rounded down to the micro-ε."""
-        return cls(math.floor(Fraction(epsilon) * MICRO))
+        """A budget total: rounded down to the micro-ε.
+
+        >>> PureDP.total(1.2).micro   # read as the decimal 1.2 an admin wrote, not the nearest float
+        1200000
+        """
+        return cls(math.floor(_exact(epsilon) * MICRO))
 
     @property
     def epsilon(self) -> float:
@@ -49,3 +53,8 @@ class PureDP:
 
     def __sub__(self, other: PureDP) -> PureDP:
         return PureDP(max(self.micro - other.micro, 0))
+
+
+def _exact(epsilon: float | Fraction) -> Fraction:
+    """Floats come from decimal text (policy files, SET): read them back as that decimal."""
+    return epsilon if isinstance(epsilon, Fraction) else Fraction(repr(float(epsilon)))

@@ -13,7 +13,6 @@ import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 from sqlglot import exp
@@ -132,7 +131,7 @@ class Gateway:
         plan = self._plan(statement, state, declared)
         dataset = self.policy.datasets[plan.dataset]
         total = PureDP.total(dataset.budget.epsilon)
-        cost = PureDP.from_epsilon(_exact_cost(plan))
+        cost = PureDP.from_epsilon(plan.cost)
         balance = await asyncio.to_thread(
             self.ledger.debit, plan.dataset, state.user, cost, total, plan.fingerprint
         )
@@ -190,12 +189,6 @@ class Gateway:
             else:
                 state.settings.set(name, value)
         return Result(None, [], "SET")
-
-
-def _exact_cost(plan: Plan) -> Fraction:
-    """The ε actually used: the sum of every measure's share (what the noise was calibrated to)."""
-    shares = [plan.threshold.epsilon] + [m.epsilon for a in plan.aggregates for m in a.measures]
-    return sum((Fraction(e) for e in shares), Fraction(0))
 
 
 def _set_value(value: exp.Expression) -> str | None:

@@ -77,8 +77,9 @@ def _attributes(text: str) -> dict[str, str]:
 class ScramServer:
     """One exchange: `first(client_first) -> server_first`, `final(client_final) -> server_final`."""
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: Verifier, server_nonce: str | None = None) -> None:
         self.verifier = verifier
+        self._server_nonce = server_nonce or _b64(os.urandom(18))
         self._nonce = ""
         self._client_first_bare = ""
         self._server_first = ""
@@ -94,7 +95,7 @@ class ScramServer:
         client_nonce = attrs.get("r", "")
         if not client_nonce or "m" in attrs:
             raise ScramError("missing client nonce")
-        self._nonce = client_nonce + _b64(os.urandom(18))
+        self._nonce = client_nonce + self._server_nonce
         v = self.verifier
         self._server_first = f"r={self._nonce},s={_b64(v.salt)},i={v.iterations}"
         return self._server_first

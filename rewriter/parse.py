@@ -53,6 +53,14 @@ _TRANSACTION_WORDS = {
 }
 
 
+# Statements refused by their first keyword, before parsing: DuckDB's escape hatches and every write.
+REFUSED_KEYWORDS = frozenset({
+    "ATTACH", "DETACH", "INSTALL", "LOAD", "PRAGMA", "COPY", "EXPORT", "IMPORT", "CALL", "SUMMARIZE",
+    "DESCRIBE", "CREATE", "DROP", "ALTER", "INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE", "GRANT",
+    "REVOKE", "VACUUM", "CHECKPOINT", "USE", "PREPARE", "EXECUTE", "DO", "LISTEN", "NOTIFY", "LOCK",
+})  # fmt: skip
+
+
 def split_statements(sql: str) -> list[Statement]:
     """Parse `sql` into classified statements; empty statements are dropped. Raises SyntaxErrorPg."""
     try:
@@ -80,6 +88,8 @@ def _classify(tokens: list[Token], sql: str) -> Statement:
     for prefix, kind in _TRANSACTION_WORDS.items():
         if words[: len(prefix)] == prefix:
             return Statement(kind, None, words)
+    if words[0] in REFUSED_KEYWORDS:
+        return Statement(Kind.OTHER, None, words)
     if words[0] in ("SHOW", "RESET", "DISCARD", "DEALLOCATE"):
         kind = {"SHOW": Kind.SHOW, "RESET": Kind.RESET}.get(words[0], Kind.OTHER)
         return Statement(kind, None, tuple(t.text for t in tokens))

@@ -6,6 +6,7 @@ A plan is computed without touching data, so the output schema it carries is wha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 # PostgreSQL type names used for results and parameters (the wire layer maps them to OIDs).
@@ -85,7 +86,8 @@ class Plan:
     aggregates: tuple[Aggregate, ...]
     threshold: Measure  # the noisy group size
     min_group_size: int
-    epsilon: float  # the query's total ε: the sum of every measure's share
+    epsilon: float  # the query's ε as asked
+    cost: Fraction  # exactly what is charged; every measure's ε is at most its exact share of it
     confidence: float
     columns: tuple[OutputColumn, ...]
     order_by: tuple[SortKey, ...]

@@ -11,6 +11,8 @@ COUNT 1; SUM max(|lower|, |upper|); AVG's centred sum (upper - lower) / 2.
 from __future__ import annotations
 
 import hashlib
+import math
+from fractions import Fraction
 
 from sqlglot import exp
 
@@ -48,9 +50,10 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
             hint="Group by fewer columns.",
         )
 
-    share = dataset.suppression.epsilon_share if query.aggregates else 1.0
-    threshold = Measure(THRESHOLD_MEASURE, 1.0, epsilon * share, discrete=True)
-    per_aggregate = epsilon * (1 - share) / len(query.aggregates) if query.aggregates else 0.0
+    total = Fraction(str(epsilon))
+    share = Fraction(str(dataset.suppression.epsilon_share)) if query.aggregates else Fraction(1)
+    threshold = Measure(THRESHOLD_MEASURE, 1.0, _float_down(total * share), discrete=True)
+    per_aggregate = total * (1 - share) / len(query.aggregates) if query.aggregates else Fraction(0)
     aggregates = tuple(_noised(a, per_aggregate) for a in query.aggregates)
 
     keys = tuple(
@@ -85,6 +88,7 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
         threshold=threshold,
         min_group_size=dataset.suppression.min_group_size,
         epsilon=epsilon,
+        cost=total,
         confidence=confidence,
         columns=tuple(columns),
         order_by=_sort_keys(query, columns, by_name),
@@ -104,8 +108,16 @@ def _query_epsilon(ctx: RewriteContext, dataset_name: str) -> float:
     return epsilon
 
 
-def _noised(aggregate: MeasuredAggregate, epsilon: float) -> Aggregate:
+def _float_down(value: Fraction) -> float:
+    """The largest float not above `value`: noise is calibrated to at most the ε that is charged."""
+    as_float = float(value)
+    return math.nextafter(as_float, 0.0) if Fraction(as_float) > value else as_float
+
+
+def _noised(aggregate: MeasuredAggregate, share: Fraction) -> Aggregate:
     column = aggregate.column
+    epsilon = _float_down(share)
+    half = _float_down(share / 2)
     if aggregate.function == "count":
         (measure,) = aggregate.measures
         return Aggregate(aggregate.name, "count", (Measure(measure, 1.0, epsilon, True),), "int8")
@@ -122,8 +134,8 @@ def _noised(aggregate: MeasuredAggregate, epsilon: float) -> Aggregate:
         aggregate.name,
         "avg",
         (
-            Measure(centred_sum, (upper - lower) / 2, epsilon / 2, False),
-            Measure(count, 1.0, epsilon / 2, True),
+            Measure(centred_sum, (upper - lower) / 2, half, False),
+            Measure(count, 1.0, half, True),
         ),
         "float8",
         lower,

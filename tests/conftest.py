@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from demo.employees import generate
+from tests.proxy_process import ProxyProcess, start_proxy, write_policy
+
+
+@pytest.fixture(scope="session")
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "employees.parquet"
+    generate(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def proxy_factory(
+    tmp_path_factory: pytest.TempPathFactory, data_file: Path
+) -> Iterator[Callable[..., ProxyProcess]]:
+    """Start a real proxy with the demo policy, dataset keys overridden as keyword arguments."""
+    started: list[ProxyProcess] = []
+    workdir = tmp_path_factory.mktemp("proxy")
+
+    def start(**overrides: object) -> ProxyProcess:
+        proxy = start_proxy(write_policy(workdir, data_file, **overrides), workdir)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy(proxy_factory: Callable[..., ProxyProcess]) -> ProxyProcess:
+    """A shared proxy with a large budget, for tests that do not count budget."""
+    return proxy_factory(**{"budget.epsilon": 100000.0})

@@ -1,0 +1,199 @@
+"""psycopg 3 against the real proxy: simple and extended protocol, refusals, budget."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from tests.proxy_process import ProxyProcess
+
+GROUPED = "SELECT department, COUNT(*) AS n, AVG(salary) AS avg_salary FROM employees GROUP BY department"
+
+
+def connect(proxy: ProxyProcess, **kwargs: object) -> psycopg.Connection:
+    return psycopg.connect(proxy.dsn(), autocommit=True, connect_timeout=10, **kwargs)
+
+
+def spent_micro(proxy: ProxyProcess) -> int:
+    with sqlite3.connect(proxy.ledger) as db:
+        row = db.execute("SELECT COALESCE(SUM(spent_micro), 0) FROM accounts").fetchone()
+    return int(row[0])
+
+
+def test_simple_query_returns_released_columns(proxy: ProxyProcess) -> None:
+    notices: list[str] = []
+    with connect(proxy) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        cur = conn.execute(GROUPED)
+        names = [c.name for c in cur.description or []]
+        assert names == ["department", "n", "n_ci_low", "n_ci_high", "avg_salary", "avg_salary_ci_low",
+                         "avg_salary_ci_high", "suppressed"]
+        rows = cur.fetchall()
+        assert len(rows) == 10
+        for row in rows:
+            if not row[7]:
+                assert row[2] <= row[1] <= row[3]
+                assert 20000 <= row[5] <= row[4] <= row[6] <= 250000
+    assert notices and notices[0].startswith("ε spent 0.50 of")
+
+
+def test_parameterized_query_uses_bound_values(proxy: ProxyProcess) -> None:
+    with connect(proxy) as conn:
+        recent = conn.execute(
+            "SELECT COUNT(*) AS n FROM employees WHERE hire_date >= %s AND salary > %s",
+            (dt.date(2030, 1, 1), 50000),
+        ).fetchone()
+        everyone = conn.execute("SELECT COUNT(*) AS n FROM employees WHERE department = %s", ("Sales",)).fetchone()
+    assert recent is not None and everyone is not None
+    assert recent[0] is None or recent[0] < 60  # nobody was hired after 2030: small or suppressed
+    assert abs(everyone[0] - 3100) < 100
+
+
+def test_prepared_statement_runs_repeatedly(proxy: ProxyProcess) -> None:
+    with connect(proxy, prepare_threshold=0) as conn:
+        for department in ("Sales", "Legal", "Sales"):
+            (n, low, high, suppressed) = conn.execute(
+                "SELECT COUNT(*), COUNT(*) FROM employees WHERE department = %s", (department,)
+            ).fetchone()[:4]
+            assert low <= n <= high and suppressed is not None
+
+
+@pytest.mark.parametrize(
+    ("query", "sqlstate"),
+    [
+        ("SELECT * FROM employees", "0A000"),
+        ("SELECT salary FROM employees", "42501"),
+        ("SELECT COUNT(*) FROM (SELECT * FROM employees) t", "0A000"),
+        ("SELECT COUNT(*) FROM employees; SELECT * FROM employees", "0A000"),
+        ("SELECT COUNT(*) FROM read_csv('/etc/passwd')", "0A000"),
+        ("SELECT * FROM read_parquet('data/employees.parquet')", "0A000"),
+        ("COPY employees TO '/tmp/out.csv'", "0A000"),
+        ("SELECT COUNT(bogus) FROM employees", "42501"),
+        ("SELECT bogus FROM employees", "42501"),
+        ("SELECT COUNT(*) FROM pg_shadow", "42501"),
+        ("SELECT AVG(user_id) FROM employees", "42501"),
+        ("SELECT COUNT(*) FROM employees GROUP BY hire_date", "42501"),
+        ("SELECT COUNT(*) FROM employees e JOIN employees f ON e.user_id = f.user_id", "0A000"),
+        ("INSTALL httpfs", "0A000"),
+        ("ATTACH 'x.db' AS x", "0A000"),
+        ("PRAGMA database_list", "0A000"),
+        ("SET enable_external_access = true", "0A000"),
+        ("DROP TABLE employees", "0A000"),
+        ("SELEC 1", "42601"),
+    ],
+)
+def test_refusal_has_sqlstate_and_connection_stays_usable(proxy: ProxyProcess, query: str, sqlstate: str) -> None:
+    before = spent_micro(proxy)
+    with connect(proxy) as conn:
+        with pytest.raises(psycopg.Error) as raised:
+            conn.execute(sql.SQL(query))  # type: ignore[arg-type]
+        assert raised.value.sqlstate == sqlstate, raised.value
+        assert raised.value.diag.message_primary
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert spent_micro(proxy) == before, "a refused statement must not cost budget"
+
+
+def test_multi_statement_refusal_runs_nothing(proxy: ProxyProcess) -> None:
+    before = spent_micro(proxy)
+    with connect(proxy) as conn, pytest.raises(errors.FeatureNotSupported):
+        conn.execute("SELECT COUNT(*) FROM employees; SELECT * FROM employees")
+    assert spent_micro(proxy) == before
+
+
+def test_transaction_status_and_failed_transaction(proxy: ProxyProcess) -> None:
+    with psycopg.connect(proxy.dsn(), connect_timeout=10) as conn:  # not autocommit: psycopg sends BEGIN
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("SELECT salary FROM employees")
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pytest.raises(errors.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_describe_reports_the_schema_and_costs_nothing(proxy: ProxyProcess) -> None:
+    before = spent_micro(proxy)
+    with connect(proxy) as conn:
+        pgconn = conn.pgconn
+        prepared = pgconn.prepare(b"q", b"SELECT department, SUM(salary) FROM employees WHERE age > $1 GROUP BY department")
+        assert prepared.status == psycopg.pq.ExecStatus.COMMAND_OK
+        described = pgconn.describe_prepared(b"q")
+        assert described.status == psycopg.pq.ExecStatus.COMMAND_OK
+        assert [described.fname(i) for i in range(described.nfields)] == [
+            b"department", b"sum", b"sum_ci_low", b"sum_ci_high", b"suppressed"
+        ]
+        assert [described.ftype(i) for i in range(described.nfields)] == [25, 701, 701, 701, 16]
+        assert described.nparams == 1 and described.param_type(0) == 23  # age is an integer
+    assert spent_micro(proxy) == before
+
+
+def test_settings_choose_epsilon_and_confidence(proxy: ProxyProcess) -> None:
+    with connect(proxy) as conn:
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute("SET dp.epsilon = 0.2")
+        conn.execute("SET dp.confidence = 0.9")
+        assert conn.execute("SHOW dp.epsilon").fetchone() == ("0.2",)
+        conn.execute("SELECT COUNT(*) FROM employees")
+        assert notices[-1].startswith("ε spent 0.20 of") and "90% intervals" in notices[-1]
+        with pytest.raises(errors.InvalidParameterValue):
+            conn.execute("SET dp.epsilon = 50")
+            conn.execute("SELECT COUNT(*) FROM employees")
+
+
+def test_budget_exhaustion_is_53400_with_amounts(proxy_factory: Callable[..., ProxyProcess]) -> None:
+    small = proxy_factory(**{"budget.epsilon": 1.2})
+    with connect(small) as conn:
+        conn.execute("SELECT COUNT(*) FROM employees")
+        conn.execute("SELECT COUNT(*) FROM employees")
+        with pytest.raises(psycopg.Error) as raised:
+            conn.execute("SELECT COUNT(*) FROM employees")
+        assert raised.value.sqlstate == "53400"
+        message = raised.value.diag.message_primary or ""
+        assert "needs ε 0.5" in message and "only ε 0.2 of 1.2 is left" in message
+        assert raised.value.diag.message_hint
+        conn.execute("SET dp.epsilon = 0.2")
+        assert conn.execute("SELECT COUNT(*) FROM employees").fetchone() is not None
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # free statements still work
+
+
+def test_concurrent_clients_never_overspend(proxy_factory: Callable[..., ProxyProcess]) -> None:
+    tight = proxy_factory(**{"budget.epsilon": 2.5})  # affords exactly 5 answers at ε = 0.5
+    barrier = threading.Barrier(16)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        with connect(tight) as conn:
+            barrier.wait(timeout=30)
+            try:
+                conn.execute("SELECT COUNT(*) FROM employees").fetchall()
+                outcome = "answered"
+            except psycopg.Error as error:
+                outcome = error.sqlstate or "?"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(set(outcomes)) == ["53400", "answered"]
+    assert outcomes.count("answered") == 5 and outcomes.count("53400") == 11
+    assert spent_micro(tight) == 2_500_000
+
+
+def test_auditor_cannot_read_data(proxy: ProxyProcess) -> None:
+    with psycopg.connect(proxy.dsn(user="auditor"), autocommit=True) as conn, pytest.raises(
+        errors.InsufficientPrivilege
+    ):
+        conn.execute("SELECT COUNT(*) FROM employees")
