@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from pgerrors import FeatureNotAllowed
 from rewriter.context import RewriteContext
 from rewriter.plan import Plan
 from rewriter.rules.check_column_access import check_column_access
@@ -28,7 +29,11 @@ RULES = (
 
 
 def plan_query(tree: exp.Expression, ctx: RewriteContext) -> Plan:
-    assert isinstance(tree, exp.Select)
+    if not isinstance(tree, exp.Select):
+        raise FeatureNotAllowed(
+            f"{tree.key.upper()} is not supported in a DP query",
+            hint="Ask one SELECT with aggregates over one table.",
+        )
     checked = tree.copy()
     for rule in RULES:
         checked = rule(checked, ctx)

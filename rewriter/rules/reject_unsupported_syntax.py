@@ -41,7 +41,6 @@ _NAMED_REFUSALS: dict[type[exp.Expression], str] = {
     exp.Distinct: "DISTINCT is not supported yet",
     exp.Having: "HAVING is not supported yet",
     exp.Union: "UNION is not supported",
-    exp.Anonymous: "this function is not allowed",
 }
 
 

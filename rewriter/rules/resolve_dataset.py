@@ -18,7 +18,7 @@ def resolve_dataset(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
     if table.catalog or schema != "public" or name not in ctx.policy.datasets:
         known = ", ".join(sorted(ctx.policy.datasets)) or "none"
         raise AccessDenied(
-            f'relation "{table.sql("postgres")}" is not a dataset in the privacy policy',
+            f'relation "{".".join(p.name for p in table.parts)}" is not a dataset in the privacy policy',
             hint=f"Datasets you can query: {known}.",
         )
     if ctx.role not in READER_ROLES:

@@ -1,0 +1,72 @@
+"""The SQLite ledger: atomic debits, refusals that charge nothing, no overspend under threads."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pgerrors import BudgetExhausted
+from privacy.budget import PureDP
+from privacy.ledger import Ledger
+
+
+def test_debit_until_exhausted(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite")
+    total = PureDP.total(1.0)
+    assert ledger.debit("d", "u", PureDP.from_epsilon(0.4), total, "f").remaining == PureDP.total(0.6)
+    ledger.debit("d", "u", PureDP.from_epsilon(0.6), total, "f")
+    with pytest.raises(BudgetExhausted) as raised:
+        ledger.debit("d", "u", PureDP.from_epsilon(1e-6), total, "f")
+    assert raised.value.sqlstate == "53400"
+    assert ledger.balance("d", "u", total).spent == total
+    assert ledger.balance("d", "other", total).spent == PureDP(0)
+
+
+def test_debits_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    Ledger(path).debit("d", "u", PureDP.from_epsilon(0.25), PureDP.total(1), "f")
+    assert Ledger(path).balance("d", "u", PureDP.total(1)).spent == PureDP.from_epsilon(0.25)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    total_micro=st.integers(min_value=1, max_value=5_000_000),
+    costs=st.lists(st.integers(min_value=1, max_value=2_000_000), min_size=1, max_size=24),
+)
+def test_concurrent_debits_never_overspend(tmp_path_factory: pytest.TempPathFactory, total_micro: int, costs: list[int]) -> None:
+    ledger = Ledger(tmp_path_factory.mktemp("ledger") / "l.sqlite")
+    total = PureDP(total_micro)
+    granted: list[int] = []
+    lock = threading.Lock()
+
+    def spend(cost: int) -> None:
+        try:
+            ledger.debit("d", "u", PureDP(cost), total, "f")
+        except BudgetExhausted:
+            return
+        with lock:
+            granted.append(cost)
+
+    threads = [threading.Thread(target=spend, args=(c,)) for c in costs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spent = ledger.balance("d", "u", total).spent.micro
+    assert spent == sum(granted) <= total_micro
+    ledger.close()
+
+
+def test_two_ledger_handles_on_one_file_share_the_budget(tmp_path: Path) -> None:
+    """Like two proxy processes on one SQLite file: BEGIN IMMEDIATE serialises them."""
+    path = tmp_path / "l.sqlite"
+    a, b = Ledger(path), Ledger(path)
+    total = PureDP.total(1.0)
+    a.debit("d", "u", PureDP.from_epsilon(0.7), total, "f")
+    with pytest.raises(BudgetExhausted):
+        b.debit("d", "u", PureDP.from_epsilon(0.5), total, "f")
+    assert b.balance("d", "u", total).spent == PureDP.from_epsilon(0.7)

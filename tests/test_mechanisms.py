@@ -1,0 +1,86 @@
+"""Statistical tests of the noise and intervals, drawing from the real OpenDP samplers.
+
+OpenDP takes its randomness from the OS CSPRNG and cannot be seeded (by design), so these tests use
+sample sizes and tolerances chosen so that a correct sampler fails with probability below about
+1e-5 per assertion; each tolerance states how many standard errors it is.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from privacy import intervals
+from privacy.mechanisms import Laplace
+
+N = 20_000
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0, 50.0])
+def test_float_laplace_has_the_calibrated_scale(scale: float) -> None:
+    noise = Laplace(scale).release([0.0] * N)
+    # E|Z| = b; sd(|Z|) = b, so the mean of N draws has standard error b/sqrt(N) (0.7% of b at N=20k).
+    mean_abs = statistics.fmean(abs(z) for z in noise)
+    assert abs(mean_abs / scale - 1) < 0.035  # 5 standard errors
+    assert abs(statistics.fmean(noise)) < 5 * math.sqrt(2) * scale / math.sqrt(N)
+
+
+@pytest.mark.parametrize("scale", [1.0, 5.0, 25.0])
+def test_discrete_laplace_is_integer_with_the_calibrated_spread(scale: float) -> None:
+    mechanism = Laplace(scale, discrete=True)
+    noise = mechanism.release([100] * N)
+    assert all(float(z).is_integer() for z in noise)
+    sd = statistics.pstdev(noise)
+    # sd estimate of a Laplace-like law: relative standard error ≈ sqrt((kurtosis - 1) / 4N) ≈ 0.8%.
+    assert abs(sd / mechanism.standard_deviation() - 1) < 0.05  # > 5 standard errors
+
+
+def test_calibration_is_sensitivity_over_epsilon() -> None:
+    assert Laplace.calibrate(230000, 0.25).scale == pytest.approx(920000)
+    with pytest.raises(ValueError):
+        Laplace.calibrate(1, 0)
+
+
+@pytest.mark.parametrize(("scale", "discrete"), [(5.0, True), (0.7, True), (3.0, False), (1e4, False)])
+@pytest.mark.parametrize("confidence", [0.95, 0.9])
+def test_additive_interval_coverage(scale: float, discrete: bool, confidence: float) -> None:
+    mechanism = Laplace(scale, discrete)
+    truth = 1000.0
+    released = mechanism.release([truth] * 4000)
+    covered = sum(
+        1 for v in released if (ci := intervals.additive(v, mechanism, confidence)).low <= truth <= ci.high
+    )
+    # Exact coverage of ±k (discrete noise lands on integers, so it is at least `confidence`).
+    k = mechanism.half_width(1 - confidence)
+    exact = 1 - mechanism.tail(k)
+    assert exact >= confidence - 1e-12
+    assert abs(covered / 4000 - exact) < 0.015  # 4.4 standard errors at 95%
+    if not discrete:
+        assert exact == pytest.approx(confidence)
+
+
+def test_discrete_half_width_is_the_smallest_that_covers() -> None:
+    for scale in (0.3, 1.0, 4.0, 17.5):
+        mechanism = Laplace(scale, discrete=True)
+        k = mechanism.half_width(0.05)
+        assert mechanism.tail(k) <= 0.05
+        assert k == 0 or mechanism.tail(k - 1) > 0.05
+
+
+def test_average_interval_covers_at_least_its_level() -> None:
+    lower, upper = 20_000.0, 250_000.0
+    midpoint = (lower + upper) / 2
+    true_values = [30_000.0 + 900 * i for i in range(40)]  # a group of 40, true mean ≈ 47,550
+    true_mean = statistics.fmean(true_values)
+    true_centred = sum(v - midpoint for v in true_values)
+    sum_mech, count_mech = Laplace(115_000 / 0.2), Laplace(1 / 0.2, discrete=True)
+    sums = sum_mech.release([true_centred] * 3000)
+    counts = count_mech.release([len(true_values)] * 3000)
+    covered = 0
+    for s, c in zip(sums, counts, strict=True):
+        ci = intervals.ratio_of_centred_sum(s, sum_mech, c, count_mech, midpoint, lower, upper, 0.95)
+        assert lower <= ci.low <= ci.high <= upper
+        covered += ci.low <= true_mean <= ci.high
+    assert covered / 3000 >= 0.95 - 0.015  # conservative by construction (Bonferroni)
