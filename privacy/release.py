@@ -95,9 +95,9 @@ def round_to_noise(value: float, half_width: float) -> float:
     """Keep two significant digits of the interval's half-width: digits below that are pure noise.
 
     >>> round_to_noise(103439.68599, 1288.0)
-    103440.0
+    103400.0
     >>> round_to_noise(0.123456, 0.0123)
-    0.1235
+    0.123
     """
     if half_width <= 0 or not math.isfinite(half_width):
         return value
