@@ -12,8 +12,9 @@ class PgError(Exception):
     sqlstate = "XX000"
     severity = "ERROR"
 
-    def __init__(self, message: str, *, hint: str | None = None, detail: str | None = None,
-                 position: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, detail: str | None = None, position: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint

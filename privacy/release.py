@@ -33,7 +33,9 @@ def release(plan: Plan, engine_columns: Sequence[str], engine_rows: Sequence[Seq
             values.append(float(row[col] or 0) if row is not None else 0.0)
         return values
 
-    def noised(measure_name: str, sensitivity: float, epsilon: float, discrete: bool) -> tuple[list[float], Laplace]:
+    def noised(
+        measure_name: str, sensitivity: float, epsilon: float, discrete: bool
+    ) -> tuple[list[float], Laplace]:
         mechanism = Laplace.calibrate(sensitivity, epsilon, discrete)
         return mechanism.release(measured(measure_name)), mechanism
 
@@ -74,7 +76,9 @@ def _release_aggregate(aggregate: Aggregate, noised, confidence: float, n_groups
                 out.append((max(0, round(v)), max(0, math.floor(ci.low)), max(0, math.ceil(ci.high))))
             else:
                 half = (ci.high - ci.low) / 2
-                out.append((round_to_noise(v, half), round_to_noise(ci.low, half), round_to_noise(ci.high, half)))
+                out.append(
+                    (round_to_noise(v, half), round_to_noise(ci.low, half), round_to_noise(ci.high, half))
+                )
         return out
     sum_m, count_m = aggregate.measures
     sums, sum_mech = noised(sum_m.engine_column, sum_m.sensitivity, sum_m.epsilon, sum_m.discrete)

@@ -18,8 +18,12 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = commands.add_parser("serve", help="run the PostgreSQL-wire DP gateway")
     for setting in SETTINGS:
-        serve.add_argument(f"--{setting.name.replace('_', '-')}", dest=setting.name, default=None,
-                           help=f"{setting.help} (default {setting.default}; env PRIVACYLENS_{setting.name.upper()})")
+        serve.add_argument(
+            f"--{setting.name.replace('_', '-')}",
+            dest=setting.name,
+            default=None,
+            help=f"{setting.help} (default {setting.default}; env PRIVACYLENS_{setting.name.upper()})",
+        )
 
     demo = commands.add_parser("demo-data", help="write the seeded demo employees table")
     demo.add_argument("--out", default="data/employees.parquet")
@@ -31,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         settings = ProxySettings.resolve({s.name: getattr(args, s.name) for s in SETTINGS})
-        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         from proxy.server import Server
 
         try:

@@ -184,7 +184,7 @@ class Connection:
         types = prepared.description.parameter_types
         if len(message.values) != len(types):
             raise ProtocolViolation(
-                f'bind message supplies {len(message.values)} parameters, but prepared statement '
+                f"bind message supplies {len(message.values)} parameters, but prepared statement "
                 f'"{message.statement}" requires {len(types)}'
             )
         formats = _expand(message.parameter_formats, len(types))
@@ -244,13 +244,25 @@ class Connection:
         self.out += codec.ready_for_query(self.state.transaction)
 
     _extended: ClassVar[dict[bytes, Callable[..., Any]]] = {
-        b"P": parse, b"B": bind, b"D": describe, b"E": execute, b"C": close, b"S": sync, b"H": flush,
+        b"P": parse,
+        b"B": bind,
+        b"D": describe,
+        b"E": execute,
+        b"C": close,
+        b"S": sync,
+        b"H": flush,
     }
 
     # ---- output ---------------------------------------------------------------------------------
 
-    def send_result(self, result: Result, portal: Portal | None, formats: tuple[int, ...],
-                    max_rows: int = 0, describe: bool = True) -> None:
+    def send_result(
+        self,
+        result: Result,
+        portal: Portal | None,
+        formats: tuple[int, ...],
+        max_rows: int = 0,
+        describe: bool = True,
+    ) -> None:
         if portal is None:
             for notice in result.notices:
                 self.out += codec.notice_response(notice)
@@ -281,7 +293,10 @@ class Connection:
             return
         formats = formats or (0,) * len(columns)
         self.out += codec.row_description(
-            [codec.FieldDescription(name, oid_of(t), size_of(t), fmt) for (name, t), fmt in zip(columns, formats, strict=True)]
+            [
+                codec.FieldDescription(name, oid_of(t), size_of(t), fmt)
+                for (name, t), fmt in zip(columns, formats, strict=True)
+            ]
         )
 
     def error(self, error: PgError) -> None:

@@ -43,7 +43,9 @@ class DuckDBEngine:
             con.execute(statement)
         self._con = con
 
-    async def run(self, sql: str, params: Sequence[Any], running: RunningQuery) -> tuple[list[str], list[tuple]]:
+    async def run(
+        self, sql: str, params: Sequence[Any], running: RunningQuery
+    ) -> tuple[list[str], list[tuple]]:
         cursor = self._con.cursor()
         running.attach(cursor)
         try:

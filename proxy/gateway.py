@@ -67,7 +67,9 @@ class Gateway:
 
     # ---- checking and describing: never runs a data query, never costs budget ------------------
 
-    def describe(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...] = ()) -> Description:
+    def describe(
+        self, statement: Statement, state: SessionState, declared: tuple[str | None, ...] = ()
+    ) -> Description:
         """Parameter types and result columns, from the plan alone."""
         if statement.kind is Kind.AGGREGATE:
             plan = self._plan(statement, state, declared)
@@ -75,7 +77,9 @@ class Gateway:
         if statement.kind is Kind.CONSTANT:
             constant = self._constant(statement, state, declared)
             types, _ = self.constants.run(constant.sql, [None] * len(constant.parameter_types))
-            return Description(constant.parameter_types, list(zip(constant.names, map(_pg_type, types), strict=True)))
+            return Description(
+                constant.parameter_types, list(zip(constant.names, map(_pg_type, types), strict=True))
+            )
         if statement.kind is Kind.SHOW:
             return Description((), [(_show_name(statement), "text")])
         if statement.kind is Kind.OTHER:
@@ -89,8 +93,13 @@ class Gateway:
 
     # ---- executing ------------------------------------------------------------------------------
 
-    async def execute(self, statement: Statement, state: SessionState, params: Sequence[Any] = (),
-                      declared: tuple[str | None, ...] = ()) -> Result:
+    async def execute(
+        self,
+        statement: Statement,
+        state: SessionState,
+        params: Sequence[Any] = (),
+        declared: tuple[str | None, ...] = (),
+    ) -> Result:
         if state.transaction == "E" and statement.kind not in (Kind.ROLLBACK, Kind.COMMIT):
             raise InFailedTransaction(
                 "current transaction is aborted, commands ignored until end of transaction block",
@@ -126,8 +135,13 @@ class Gateway:
             return Result(None, [], "ROLLBACK" if failed or kind is Kind.ROLLBACK else "COMMIT", notices)
         raise _refusal(statement)
 
-    async def _aggregate(self, statement: Statement, state: SessionState, params: Sequence[Any],
-                         declared: tuple[str | None, ...]) -> Result:
+    async def _aggregate(
+        self,
+        statement: Statement,
+        state: SessionState,
+        params: Sequence[Any],
+        declared: tuple[str | None, ...],
+    ) -> Result:
         plan = self._plan(statement, state, declared)
         dataset = self.policy.datasets[plan.dataset]
         total = PureDP.total(dataset.budget.epsilon)
@@ -138,7 +152,7 @@ class Gateway:
         engine_columns, engine_rows = await self.engine.run(plan.engine_sql, params, state.running)
         rows = release(plan, engine_columns, engine_rows)
         notice = (
-            f"ε spent {cost.epsilon:.2f} of {total.epsilon:.2f} on dataset \"{plan.dataset}\" "
+            f'ε spent {cost.epsilon:.2f} of {total.epsilon:.2f} on dataset "{plan.dataset}" '
             f"({balance.remaining.epsilon:.2f} left); {plan.confidence:.0%} intervals shown"
         )
         return Result([(c.name, c.pg_type) for c in plan.columns], rows, f"SELECT {len(rows)}", [notice])
@@ -155,7 +169,9 @@ class Gateway:
         )
         return plan_query(statement.tree, ctx)
 
-    def _constant(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]) -> ConstantQuery:
+    def _constant(
+        self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]
+    ) -> ConstantQuery:
         assert isinstance(statement.tree, exp.Select)
 
         def lookup(name: str, args: list[str]) -> str | int | None:
@@ -180,8 +196,10 @@ class Gateway:
         for item in statement.tree.expressions:
             assignment = item.this if isinstance(item, exp.SetItem) else None
             if not isinstance(assignment, exp.EQ) or not isinstance(assignment.this, exp.Column):
-                raise FeatureNotAllowed("this form of SET is not supported",
-                                        hint="Use SET name = value, e.g. SET dp.epsilon = 0.2")
+                raise FeatureNotAllowed(
+                    "this form of SET is not supported",
+                    hint="Use SET name = value, e.g. SET dp.epsilon = 0.2",
+                )
             name = ".".join(p.name for p in assignment.this.parts)
             value = _set_value(assignment.expression)
             if value is None:
@@ -220,9 +238,17 @@ def _refusal(statement: Statement) -> PgError:
     )
 
 
-_DUCKDB_TO_PG = {"INTEGER": "int4", "BIGINT": "int8", "SMALLINT": "int4", "DOUBLE": "float8",
-                 "FLOAT": "float8", "BOOLEAN": "bool", "VARCHAR": "text", "DATE": "date",
-                 "TIMESTAMP": "timestamp"}
+_DUCKDB_TO_PG = {
+    "INTEGER": "int4",
+    "BIGINT": "int8",
+    "SMALLINT": "int4",
+    "DOUBLE": "float8",
+    "FLOAT": "float8",
+    "BOOLEAN": "bool",
+    "VARCHAR": "text",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+}
 
 
 def _pg_type(duckdb_type: str) -> str:

@@ -59,8 +59,12 @@ class Verifier:
             if scheme != MECHANISM:
                 raise ValueError(scheme)
             b64d = base64.b64decode
-            return cls(b64d(salt, validate=True), b64d(stored_key, validate=True),
-                       b64d(server_key, validate=True), int(iterations))
+            return cls(
+                b64d(salt, validate=True),
+                b64d(stored_key, validate=True),
+                b64d(server_key, validate=True),
+                int(iterations),
+            )
         except ValueError as err:
             raise ValueError("not a SCRAM-SHA-256 verifier") from err
 

@@ -36,9 +36,7 @@ class Server:
         self.sessions: dict[int, tuple[int, SessionState]] = {}
 
     async def serve_forever(self) -> None:
-        server = await asyncio.start_server(
-            self.handle, self.settings.host, self.settings.port, limit=2**20
-        )
+        server = await asyncio.start_server(self.handle, self.settings.host, self.settings.port, limit=2**20)
         addresses = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
         log.info("PrivacyLens listening on %s (policy %s)", addresses, self.settings.policy)
         async with server:
@@ -77,7 +75,7 @@ class Server:
             except ProtocolViolation as error:
                 connection.out += codec.error_response(error)
                 await connection.flush()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         except Exception:
             log.exception("connection failed")

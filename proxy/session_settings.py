@@ -49,9 +49,19 @@ CLIENT_DEFAULTS = {
 }
 
 # Reported to the client in ParameterStatus when they change, as PostgreSQL does.
-REPORTED = ("application_name", "client_encoding", "datestyle", "intervalstyle", "timezone",
-            "standard_conforming_strings", "server_version", "server_encoding", "integer_datetimes",
-            "is_superuser", "session_authorization")
+REPORTED = (
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "intervalstyle",
+    "timezone",
+    "standard_conforming_strings",
+    "server_version",
+    "server_encoding",
+    "integer_datetimes",
+    "is_superuser",
+    "session_authorization",
+)
 DISPLAY_NAMES = {"datestyle": "DateStyle", "intervalstyle": "IntervalStyle", "timezone": "TimeZone"}
 
 _UTF8_NAMES = {"utf8", "utf-8", "unicode"}
@@ -75,14 +85,16 @@ class Settings:
         if key == "client_encoding" and value.lower() not in _UTF8_NAMES:
             raise InvalidParameterValue(f'client_encoding "{value}" is not supported', hint="Use UTF8.")
         if key in _FIXED and value.lower() not in _FIXED[key]:
-            raise InvalidParameterValue(f'{name} can only be {", ".join(_FIXED[key])}')
+            raise InvalidParameterValue(f"{name} can only be {', '.join(_FIXED[key])}")
         if key == "dp.epsilon" and value != "":
             _positive_number(name, value)
         if key == "dp.confidence" and value != "":
             level = _positive_number(name, value)
             if not 0.5 <= level < 1:
-                raise InvalidParameterValue("dp.confidence must be at least 0.5 and below 1",
-                                            hint="For example: SET dp.confidence = 0.9")
+                raise InvalidParameterValue(
+                    "dp.confidence must be at least 0.5 and below 1",
+                    hint="For example: SET dp.confidence = 0.9",
+                )
         self.values[key] = "UTF8" if key == "client_encoding" else value
 
     def reset(self, name: str) -> None:

@@ -42,7 +42,9 @@ class ProxySettings:
         for setting in SETTINGS:
             override = overrides.get(setting.name)
             env = os.environ.get(f"PRIVACYLENS_{setting.name.upper()}")
-            values[setting.name] = override if override is not None else env if env is not None else setting.default
+            values[setting.name] = (
+                override if override is not None else env if env is not None else setting.default
+            )
         types = {f.name: f.type for f in fields(cls)}
         converted = {
             name: int(v) if types[name] == "int" else float(v) if types[name] == "float" else v

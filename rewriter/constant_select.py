@@ -33,8 +33,16 @@ SESSION_FUNCTIONS: dict[type[exp.Expression], str] = {
 }
 ANONYMOUS_FUNCTIONS = frozenset({"pg_backend_pid", "current_setting", "version", "current_database"})
 
-DUCKDB_CAST = {"int8": "BIGINT", "int4": "INTEGER", "float8": "DOUBLE", "numeric": "DOUBLE",
-               "text": "VARCHAR", "bool": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP"}
+DUCKDB_CAST = {
+    "int8": "BIGINT",
+    "int4": "INTEGER",
+    "float8": "DOUBLE",
+    "numeric": "DOUBLE",
+    "text": "VARCHAR",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
 
 Lookup = Callable[[str, list[str]], str | int | None]
 
@@ -79,12 +87,15 @@ def plan_constant(tree: exp.Select, lookup: Lookup, declared: tuple[str | None, 
     found = parameters(tree)
     count = max((parameter_index(p) for p in found), default=-1) + 1
     types: tuple[PgType, ...] = tuple(
-        (declared[i] if i < len(declared) and declared[i] else "text") for i in range(count)  # type: ignore[misc]
+        (declared[i] if i < len(declared) and declared[i] else "text")
+        for i in range(count)  # type: ignore[misc]
     )
     tree = tree.transform(
-        lambda n: exp.cast(exp.Parameter(this=n.this.copy()), DUCKDB_CAST[types[parameter_index(n)]])
-        if isinstance(n, exp.Parameter)
-        else n
+        lambda n: (
+            exp.cast(exp.Parameter(this=n.this.copy()), DUCKDB_CAST[types[parameter_index(n)]])
+            if isinstance(n, exp.Parameter)
+            else n
+        )
     )
     return ConstantQuery(tree.sql(dialect="duckdb"), names, types)
 

@@ -64,9 +64,22 @@ def start_proxy(policy: Path, workdir: Path, timeout: float = 30.0) -> ProxyProc
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("wb") as log_file:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "proxy.cli", "serve", "--policy", str(policy), "--ledger", str(ledger),
-             "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "proxy.cli",
+                "serve",
+                "--policy",
+                str(policy),
+                "--ledger",
+                str(ledger),
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -37,7 +37,9 @@ def test_debits_survive_reopening(tmp_path: Path) -> None:
     total_micro=st.integers(min_value=1, max_value=5_000_000),
     costs=st.lists(st.integers(min_value=1, max_value=2_000_000), min_size=1, max_size=24),
 )
-def test_concurrent_debits_never_overspend(tmp_path_factory: pytest.TempPathFactory, total_micro: int, costs: list[int]) -> None:
+def test_concurrent_debits_never_overspend(
+    tmp_path_factory: pytest.TempPathFactory, total_micro: int, costs: list[int]
+) -> None:
     ledger = Ledger(tmp_path_factory.mktemp("ledger") / "l.sqlite")
     total = PureDP(total_micro)
     granted: list[int] = []

@@ -13,7 +13,9 @@ from tests.proxy_process import ProxyProcess
 pytestmark = pytest.mark.skipif(shutil.which("psql") is None, reason="psql is not installed")
 
 
-def psql(proxy: ProxyProcess, *commands: str, user: str = "analyst", password: str = "demo") -> subprocess.CompletedProcess[str]:
+def psql(
+    proxy: ProxyProcess, *commands: str, user: str = "analyst", password: str = "demo"
+) -> subprocess.CompletedProcess[str]:
     args = ["psql", f"postgresql://{user}@127.0.0.1:{proxy.port}/demo", "-X", "-A", "-F", "|"]
     for command in commands:
         args += ["-c", command]
@@ -22,10 +24,16 @@ def psql(proxy: ProxyProcess, *commands: str, user: str = "analyst", password: s
 
 
 def test_grouped_aggregate_has_intervals_and_suppresses_the_small_group(proxy: ProxyProcess) -> None:
-    out = psql(proxy, "SELECT department, COUNT(*) AS n, AVG(salary) AS avg_salary FROM employees GROUP BY department")
+    out = psql(
+        proxy,
+        "SELECT department, COUNT(*) AS n, AVG(salary) AS avg_salary FROM employees GROUP BY department",
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == "department|n|n_ci_low|n_ci_high|avg_salary|avg_salary_ci_low|avg_salary_ci_high|suppressed"
+    assert (
+        lines[0]
+        == "department|n|n_ci_low|n_ci_high|avg_salary|avg_salary_ci_low|avg_salary_ci_high|suppressed"
+    )
     rows = {line.split("|")[0]: line.split("|") for line in lines[1:-1]}
     assert len(rows) == 10 and lines[-1] == "(10 rows)"
     board = rows["Board"]
@@ -55,6 +63,8 @@ def test_syntax_error_and_wrong_password(proxy: ProxyProcess) -> None:
 
 
 def test_housekeeping_is_free_and_answered(proxy: ProxyProcess) -> None:
-    out = psql(proxy, "SELECT version()", "SHOW server_version", "SET application_name = 'x'", "BEGIN", "COMMIT")
+    out = psql(
+        proxy, "SELECT version()", "SHOW server_version", "SET application_name = 'x'", "BEGIN", "COMMIT"
+    )
     assert out.returncode == 0, out.stderr
     assert "PostgreSQL 15.0" in out.stdout and "NOTICE" not in out.stderr

@@ -32,8 +32,16 @@ def test_simple_query_returns_released_columns(proxy: ProxyProcess) -> None:
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         cur = conn.execute(GROUPED)
         names = [c.name for c in cur.description or []]
-        assert names == ["department", "n", "n_ci_low", "n_ci_high", "avg_salary", "avg_salary_ci_low",
-                         "avg_salary_ci_high", "suppressed"]
+        assert names == [
+            "department",
+            "n",
+            "n_ci_low",
+            "n_ci_high",
+            "avg_salary",
+            "avg_salary_ci_low",
+            "avg_salary_ci_high",
+            "suppressed",
+        ]
         rows = cur.fetchall()
         assert len(rows) == 10
         for row in rows:
@@ -49,7 +57,9 @@ def test_parameterized_query_uses_bound_values(proxy: ProxyProcess) -> None:
             "SELECT COUNT(*) AS n FROM employees WHERE hire_date >= %s AND salary > %s",
             (dt.date(2030, 1, 1), 50000),
         ).fetchone()
-        everyone = conn.execute("SELECT COUNT(*) AS n FROM employees WHERE department = %s", ("Sales",)).fetchone()
+        everyone = conn.execute(
+            "SELECT COUNT(*) AS n FROM employees WHERE department = %s", ("Sales",)
+        ).fetchone()
     assert recent is not None and everyone is not None
     assert recent[0] is None or recent[0] < 60  # nobody was hired after 2030: small or suppressed
     assert abs(everyone[0] - 3100) < 100
@@ -88,7 +98,9 @@ def test_prepared_statement_runs_repeatedly(proxy: ProxyProcess) -> None:
         ("SELEC 1", "42601"),
     ],
 )
-def test_refusal_has_sqlstate_and_connection_stays_usable(proxy: ProxyProcess, query: str, sqlstate: str) -> None:
+def test_refusal_has_sqlstate_and_connection_stays_usable(
+    proxy: ProxyProcess, query: str, sqlstate: str
+) -> None:
     before = spent_micro(proxy)
     with connect(proxy) as conn:
         with pytest.raises(psycopg.Error) as raised:
@@ -123,12 +135,18 @@ def test_describe_reports_the_schema_and_costs_nothing(proxy: ProxyProcess) -> N
     before = spent_micro(proxy)
     with connect(proxy) as conn:
         pgconn = conn.pgconn
-        prepared = pgconn.prepare(b"q", b"SELECT department, SUM(salary) FROM employees WHERE age > $1 GROUP BY department")
+        prepared = pgconn.prepare(
+            b"q", b"SELECT department, SUM(salary) FROM employees WHERE age > $1 GROUP BY department"
+        )
         assert prepared.status == psycopg.pq.ExecStatus.COMMAND_OK
         described = pgconn.describe_prepared(b"q")
         assert described.status == psycopg.pq.ExecStatus.COMMAND_OK
         assert [described.fname(i) for i in range(described.nfields)] == [
-            b"department", b"sum", b"sum_ci_low", b"sum_ci_high", b"suppressed"
+            b"department",
+            b"sum",
+            b"sum_ci_low",
+            b"sum_ci_high",
+            b"suppressed",
         ]
         assert [described.ftype(i) for i in range(described.nfields)] == [25, 701, 701, 701, 16]
         assert described.nparams == 1 and described.param_type(0) == 23  # age is an integer
@@ -193,7 +211,8 @@ def test_concurrent_clients_never_overspend(proxy_factory: Callable[..., ProxyPr
 
 
 def test_auditor_cannot_read_data(proxy: ProxyProcess) -> None:
-    with psycopg.connect(proxy.dsn(user="auditor"), autocommit=True) as conn, pytest.raises(
-        errors.InsufficientPrivilege
+    with (
+        psycopg.connect(proxy.dsn(user="auditor"), autocommit=True) as conn,
+        pytest.raises(errors.InsufficientPrivilege),
     ):
         conn.execute("SELECT COUNT(*) FROM employees")

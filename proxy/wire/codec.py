@@ -31,6 +31,7 @@ def cstr(text: str) -> bytes:
 
 # ---- backend messages -------------------------------------------------------------------------
 
+
 def authentication(code: int, data: bytes = b"") -> bytes:
     return message(b"R", _I32.pack(code) + data)
 
@@ -72,8 +73,9 @@ def row_description(fields: Sequence[FieldDescription]) -> bytes:
     for f in fields:
         parts.append(cstr(f.name))
         parts.append(
-            struct.pack("!ihihih", f.table_oid, f.column_number, f.type_oid, f.type_size,
-                        f.type_modifier, f.format)
+            struct.pack(
+                "!ihihih", f.table_oid, f.column_number, f.type_oid, f.type_size, f.type_modifier, f.format
+            )
         )
     return message(b"T", b"".join(parts))
 
@@ -130,8 +132,9 @@ def error_response(error: PgError) -> bytes:
 
 
 def notice_response(text: str, hint: str | None = None) -> bytes:
-    return message(b"N", _fields([(b"S", "NOTICE"), (b"V", "NOTICE"), (b"C", "00000"), (b"M", text),
-                                  (b"H", hint)]))
+    return message(
+        b"N", _fields([(b"S", "NOTICE"), (b"V", "NOTICE"), (b"C", "00000"), (b"M", text), (b"H", hint)])
+    )
 
 
 def _error_fields(error: PgError, severity: str) -> list[tuple[bytes, str | None]]:
@@ -147,6 +150,7 @@ def _error_fields(error: PgError, severity: str) -> list[tuple[bytes, str | None
 
 
 # ---- frontend messages ------------------------------------------------------------------------
+
 
 class Reader:
     """Reads fields from one message body; any overrun is a protocol violation."""
@@ -183,7 +187,7 @@ class Reader:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise PgError("invalid byte sequence for encoding \"UTF8\"") from err
+            raise PgError('invalid byte sequence for encoding "UTF8"') from err
 
     def rest(self) -> bytes:
         return self._take(len(self.body) - self.pos)

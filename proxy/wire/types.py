@@ -67,6 +67,7 @@ def declared_type(oid: int) -> str | None:
 
 # ---- results ------------------------------------------------------------------------------------
 
+
 def _float_text(value: float) -> str:
     if math.isnan(value):
         return "NaN"
@@ -108,15 +109,29 @@ def encoder(pg_type: str, fmt: int) -> Callable[[Any], bytes | None]:
         return encode_text
     binary = _BINARY.get(pg_type)
     if binary is None:
-        raise FeatureNotAllowed(f"binary format for type {pg_type} is not supported yet",
-                                hint="Request text format for this column.")
+        raise FeatureNotAllowed(
+            f"binary format for type {pg_type} is not supported yet",
+            hint="Request text format for this column.",
+        )
     return lambda v: None if v is None else binary(v)
 
 
 # ---- parameters ---------------------------------------------------------------------------------
 
-_BOOL_TEXT = {"t": True, "true": True, "y": True, "yes": True, "on": True, "1": True,
-              "f": False, "false": False, "n": False, "no": False, "off": False, "0": False}
+_BOOL_TEXT = {
+    "t": True,
+    "true": True,
+    "y": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "f": False,
+    "false": False,
+    "n": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
 
 
 def _decode_text(pg_type: str, raw: bytes) -> Any:

@@ -125,9 +125,7 @@ def _measure(
     column = dataset.columns[argument.name]
     if function == "count":
         expr: exp.Expression = exp.Count(this=_col(argument.name))
-        return MeasuredAggregate(name, "count", column, (f"__m{index}",)), [
-            exp.alias_(expr, f"__m{index}")
-        ]
+        return MeasuredAggregate(name, "count", column, (f"__m{index}",)), [exp.alias_(expr, f"__m{index}")]
     clipped = _clipped(argument.name, column)
     if function == "sum":
         return MeasuredAggregate(name, "sum", column, (f"__m{index}",)), [

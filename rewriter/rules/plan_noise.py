@@ -143,7 +143,9 @@ def _noised(aggregate: MeasuredAggregate, share: Fraction) -> Aggregate:
     )
 
 
-def _sort_keys(query: ClippedQuery, columns: list[OutputColumn], by_name: dict[str, int]) -> tuple[SortKey, ...]:
+def _sort_keys(
+    query: ClippedQuery, columns: list[OutputColumn], by_name: dict[str, int]
+) -> tuple[SortKey, ...]:
     order = query.tree.args.get("order")
     if order is None:
         return ()
@@ -152,7 +154,11 @@ def _sort_keys(query: ClippedQuery, columns: list[OutputColumn], by_name: dict[s
         column = ordered.this
         if column.table:  # a group-by column, referred to by its source name
             target = next(
-                (i for i, c in enumerate(columns) if c.role == "key" and query.keys[c.index][0] == column.name),
+                (
+                    i
+                    for i, c in enumerate(columns)
+                    if c.role == "key" and query.keys[c.index][0] == column.name
+                ),
                 None,
             )
         else:

@@ -46,7 +46,7 @@ def qualify_against_policy(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
         )
     except OptimizeError as err:
         raise AccessDenied(
-            f"could not resolve every column against dataset \"{name}\": {err}",
+            f'could not resolve every column against dataset "{name}": {err}',
             hint=f"Columns of {name}: {', '.join(columns)}.",
         ) from err
     assert isinstance(qualified, exp.Select)

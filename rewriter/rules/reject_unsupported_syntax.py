@@ -63,8 +63,10 @@ def reject_unsupported_syntax(tree: exp.Select, ctx: RewriteContext) -> exp.Sele
                 hint=f"Ask for aggregates over one table, for example: {EXAMPLE}",
             )
     source = tree.args.get("from_") or tree.args.get("from")
-    if source is None or not isinstance(source.this, exp.Table) or not isinstance(
-        source.this.this, exp.Identifier
+    if (
+        source is None
+        or not isinstance(source.this, exp.Table)
+        or not isinstance(source.this.this, exp.Identifier)
     ):
         raise FeatureNotAllowed(
             "only a plain table name may follow FROM: table functions, file reads and subqueries "
