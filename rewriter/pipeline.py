@@ -18,6 +18,7 @@ from rewriter.rules.plan_noise import plan_noise
 from rewriter.rules.qualify_against_policy import qualify_against_policy
 from rewriter.rules.reject_unsupported_syntax import reject_unsupported_syntax
 from rewriter.rules.resolve_dataset import resolve_dataset
+from rewriter.rules.restrict_filters import restrict_filters
 
 RULES = (
     reject_unsupported_syntax,  # allow-listed node types only (fail closed)
@@ -25,6 +26,7 @@ RULES = (
     name_output_columns,  # PostgreSQL's output names, as explicit aliases
     qualify_against_policy,  # every column resolved against the policy schema
     check_column_access,  # each column used only where the policy allows
+    restrict_filters,  # WHERE as a typed grammar that cannot fail on data
 )
 
 

@@ -74,7 +74,9 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
     engine = exp.select(
         *(exp.alias_(_col(c), f"__k{i}") for i, c in enumerate(key_columns)), *measures
     ).from_(exp.to_table(name, quoted=True))
-    conditions = [_engine_where(tree.args["where"].this, parameter_types)] if tree.args.get("where") else []
+    conditions = (
+        [_engine_where(tree.args["where"].this, parameter_types, dataset)] if tree.args.get("where") else []
+    )
     conditions += [_in_domain(c, dataset.columns[c]) for c in key_columns]
     if conditions:
         engine = engine.where(exp.and_(*conditions))
@@ -156,16 +158,68 @@ def _literal(value: str | int | bool, column_type: str) -> exp.Expression:
     return literal
 
 
-def _engine_where(condition: exp.Expression, parameter_types: tuple[PgType, ...]) -> exp.Expression:
-    def rewrite(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Column):
-            return _col(node.name)
+def _engine_where(
+    condition: exp.Expression, parameter_types: tuple[PgType, ...], dataset: Dataset
+) -> exp.Expression:
+    """Regenerate WHERE: bare quoted columns; every value TRY_CAST to its column's type.
+
+    `restrict_filters` guarantees each value sits beside exactly one column, so no comparison ever
+    casts a column and no filter can fail at run time on any data.
+    """
+
+    def typed(value: exp.Expression, column: exp.Column) -> exp.Expression:
+        engine_type = DUCKDB_TYPES[POLICY_TO_PG[dataset.columns[column.name].type]]
+        return exp.TryCast(this=_value(value), to=exp.DataType.build(engine_type))
+
+    def _value(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Parameter):
             pg_type = parameter_types[parameter_index(node)]
-            return exp.cast(exp.Parameter(this=node.this.copy()), DUCKDB_TYPES[pg_type])
-        return node
+            return exp.TryCast(
+                this=exp.Parameter(this=node.this.copy()), to=exp.DataType.build(DUCKDB_TYPES[pg_type])
+            )
+        if isinstance(node, exp.Cast):
+            return exp.TryCast(this=_value(node.this), to=node.to.copy())
+        if isinstance(node, (exp.Paren, exp.Neg)):
+            return node.__class__(this=_value(node.this))
+        return node.copy()
 
-    return condition.copy().transform(rewrite)
+    def rebuilt(node: exp.Expression, **children: exp.Expression | list[exp.Expression]) -> exp.Expression:
+        """A copy of `node` with new children; other arguments (such as `negate`) are kept."""
+        copy = node.copy()
+        for key, child in children.items():
+            copy.set(key, child)
+        return copy
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, (exp.And, exp.Or)):
+            return rebuilt(node, this=rewrite(node.this), expression=rewrite(node.expression))
+        if isinstance(node, (exp.Not, exp.Paren)):
+            return rebuilt(node, this=rewrite(node.this))
+        if isinstance(node, exp.Column):
+            return _col(node.name)
+        if isinstance(node, exp.Boolean):
+            return node.copy()
+        column = node.this if isinstance(node.this, exp.Column) else node.expression
+        assert isinstance(column, exp.Column), f"restrict_filters let through {node.key}"
+        if isinstance(node, exp.Between):
+            return rebuilt(
+                node,
+                this=_col(column.name),
+                low=typed(node.args["low"], column),
+                high=typed(node.args["high"], column),
+            )
+        if isinstance(node, exp.In):
+            return rebuilt(
+                node, this=_col(column.name), expressions=[typed(v, column) for v in node.expressions]
+            )
+        if isinstance(node, exp.Is):
+            return rebuilt(node, this=_col(column.name), expression=exp.Null())
+        assert isinstance(node, exp.Binary), f"restrict_filters let through {node.key}"
+        if node.this is column:  # comparisons, LIKE, ILIKE: one side is the column
+            return rebuilt(node, this=_col(column.name), expression=typed(node.expression, column))
+        return rebuilt(node, this=typed(node.this, column), expression=_col(column.name))
+
+    return rewrite(condition)
 
 
 def _parameter_types(tree: exp.Select, dataset: Dataset, ctx: RewriteContext) -> tuple[PgType, ...]:
