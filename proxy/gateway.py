@@ -158,6 +158,16 @@ class Gateway:
         return Result([(c.name, c.pg_type) for c in plan.columns], rows, f"SELECT {len(rows)}", [notice])
 
     def _plan(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]) -> Plan:
+        """Plan once per statement and context: Parse/Describe and Execute share the plan."""
+        key = (self.policy.version, state.user, state.role, state.settings.epsilon(),
+               state.settings.confidence(), declared)  # fmt: skip
+        plan = statement.plans.get(key)
+        if plan is None:
+            plan = statement.plans[key] = self._make_plan(statement, state, declared)
+        assert isinstance(plan, Plan)
+        return plan
+
+    def _make_plan(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]) -> Plan:
         assert isinstance(statement.tree, exp.Select)
         ctx = RewriteContext(
             policy=self.policy,

@@ -9,8 +9,9 @@ what they are.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -41,6 +42,8 @@ class Statement:
     kind: Kind
     tree: exp.Expression | None
     words: tuple[str, ...] = ()  # upper-cased leading keywords, for token-recognised statements
+    # Plans already made for this statement, keyed by everything a plan depends on (see Gateway).
+    plans: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 _TRANSACTION_WORDS = {

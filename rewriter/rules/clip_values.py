@@ -72,16 +72,16 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
 
     parameter_types = _parameter_types(tree, dataset, ctx)
     engine = exp.select(
-        *(exp.alias_(_col(c), f"__k{i}") for i, c in enumerate(key_columns)), *measures
-    ).from_(exp.to_table(name, quoted=True))
+        *(exp.alias_(_col(c), f"__k{i}") for i, c in enumerate(key_columns)), *measures, copy=False
+    ).from_(exp.to_table(name, quoted=True), copy=False)
     conditions = (
         [_engine_where(tree.args["where"].this, parameter_types, dataset)] if tree.args.get("where") else []
     )
     conditions += [_in_domain(c, dataset.columns[c]) for c in key_columns]
     if conditions:
-        engine = engine.where(exp.and_(*conditions))
+        engine = engine.where(exp.and_(*conditions, copy=False), copy=False)
     if key_columns:
-        engine = engine.group_by(*(_col(c) for c in key_columns))
+        engine = engine.group_by(*(_col(c) for c in key_columns), copy=False)
     return ClippedQuery(
         dataset=name,
         engine=engine,
