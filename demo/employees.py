@@ -7,8 +7,10 @@ has fewer members than the demo policy's minimum group size, so it comes back su
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import random
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -42,14 +44,19 @@ def generate(out: Path, seed: int = 20261122) -> int:
             rows.append((user_id, department, salary, age, hire))
     rng.shuffle(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    con.execute(
-        "CREATE TABLE employees (user_id BIGINT, department VARCHAR, salary DOUBLE, age INTEGER, "
-        "hire_date DATE)"
-    )
-    con.executemany("INSERT INTO employees VALUES (?, ?, ?, ?, ?)", rows)
     tmp = out.with_suffix(".tmp.parquet")
-    con.execute(f"COPY employees TO '{tmp}' (FORMAT parquet)")
-    con.close()
+    with tempfile.TemporaryDirectory() as scratch:
+        staging = Path(scratch) / "employees.csv"
+        with staging.open("w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        con = duckdb.connect()
+        con.execute(
+            "CREATE TABLE employees AS SELECT * FROM read_csv(?, header = false, columns = {"
+            "'user_id': 'BIGINT', 'department': 'VARCHAR', 'salary': 'DOUBLE', 'age': 'INTEGER', "
+            "'hire_date': 'DATE'})",
+            [str(staging)],
+        )
+        con.execute("COPY employees TO ? (FORMAT parquet)", [str(tmp)])
+        con.close()
     tmp.replace(out)
     return len(rows)
