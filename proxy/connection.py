@@ -26,7 +26,7 @@ from proxy.gateway import Description, Gateway, Result, SessionState
 from proxy.session_settings import CLIENT_DEFAULTS, DISPLAY_NAMES, REPORTED, SERVER_PARAMETERS, Settings
 from proxy.wire import codec
 from proxy.wire.types import declared_type, decode_parameter, encoder, oid_of, size_of
-from rewriter.parse import Kind, Statement, split_statements
+from rewriter.parse import Statement, split_statements
 
 log = logging.getLogger("privacylens.connection")
 
@@ -156,8 +156,6 @@ class Connection:
         scratch = replace(self.state, settings=Settings(dict(self.state.settings.values)))
         for statement in statements:
             self.gateway.check(statement, scratch)
-            if statement.kind is Kind.SET:
-                self.gateway._set(statement, scratch)
 
     # ---- extended query -------------------------------------------------------------------------
 

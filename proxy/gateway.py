@@ -86,10 +86,16 @@ class Gateway:
             raise _refusal(statement)
         return Description((), None)
 
-    def check(self, statement: Statement, state: SessionState) -> None:
-        """Refuse now what `execute` would refuse, so a multi-statement query runs all or nothing."""
+    def check(self, statement: Statement, scratch: SessionState) -> None:
+        """Refuse now what `execute` would refuse, so a multi-statement query runs all or nothing.
+
+        `scratch` is a throw-away copy of the session: a SET is applied to it, so later statements
+        of the same string are checked with the settings they will run under.
+        """
         if statement.kind in (Kind.AGGREGATE, Kind.CONSTANT, Kind.OTHER):
-            self.describe(statement, state)
+            self.describe(statement, scratch)
+        elif statement.kind is Kind.SET:
+            self._set(statement, scratch)
 
     # ---- executing ------------------------------------------------------------------------------
 

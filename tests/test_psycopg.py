@@ -233,3 +233,13 @@ def test_filters_with_mismatched_values_answer_instead_of_failing(proxy: ProxyPr
     with connect(proxy) as conn:
         row = conn.execute(f"SELECT COUNT(*) FROM employees WHERE {where}").fetchone()  # type: ignore[arg-type]
     assert row is not None and len(row) == 4
+
+
+def test_multi_statement_string_is_checked_with_its_own_settings(proxy: ProxyProcess) -> None:
+    with connect(proxy) as conn:
+        conn.execute("SET dp.epsilon = 50")  # outside the policy's limits: queries would be refused
+        cur = conn.execute("SET dp.epsilon = 0.3; SELECT COUNT(*) FROM employees")
+        assert cur.nextset() and cur.fetchone() is not None
+        with pytest.raises(errors.InvalidParameterValue):
+            conn.execute("SET dp.epsilon = 60; SELECT COUNT(*) FROM employees")
+        assert conn.execute("SHOW dp.epsilon").fetchone() == ("0.3",)  # nothing of the refused string ran
