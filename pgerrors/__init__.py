@@ -102,6 +102,12 @@ class UndefinedCursor(PgError):
     sqlstate = "34000"
 
 
+class CharacterNotInRepertoire(PgError):
+    """The client sent bytes that are not valid UTF-8."""
+
+    sqlstate = "22021"
+
+
 class InternalError(PgError):
     """Something broke inside PrivacyLens. The message never carries data."""
 

@@ -105,7 +105,7 @@ class Connection:
 
     async def handle(self, kind: bytes, body: bytes) -> None:
         if kind == b"Q":
-            await self.simple_query(codec.parse_query(body))
+            await self.simple_query(body)
             return
         handler = self._extended.get(kind)
         if handler is None:
@@ -131,9 +131,9 @@ class Connection:
 
     # ---- simple query ---------------------------------------------------------------------------
 
-    async def simple_query(self, sql: str) -> None:
+    async def simple_query(self, body: bytes) -> None:
         try:
-            statements = split_statements(sql)
+            statements = split_statements(codec.parse_query(body))
             if not statements:
                 self.out += codec.empty_query_response()
             else:

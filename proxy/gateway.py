@@ -10,7 +10,6 @@ never touch the data engine.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,8 +240,8 @@ def _set_value(value: exp.Expression) -> str | None:
 
 
 def _show_name(statement: Statement) -> str:
-    words = [w for w in statement.words[1:]]
-    return "".join(words).strip('"') if words else "all"
+    """SHOW's argument as written, e.g. `dp.epsilon` from the tokens SHOW, dp, ., epsilon."""
+    return "".join(statement.words[1:]).strip('"') or "all"
 
 
 def _refusal(statement: Statement) -> PgError:
@@ -271,7 +270,3 @@ def _pg_type(duckdb_type: str) -> str:
     if duckdb_type.startswith("DECIMAL"):
         return "numeric"
     return _DUCKDB_TO_PG.get(duckdb_type, "text")
-
-
-def new_pid() -> int:
-    return int.from_bytes(os.urandom(3), "big") + 1

@@ -18,13 +18,18 @@ from privacy.ledger import Ledger
 from proxy.auth import Verifiers
 from proxy.connection import Connection
 from proxy.engine import DuckDBEngine
-from proxy.gateway import Gateway, SessionState, new_pid
+from proxy.gateway import Gateway, SessionState
 from proxy.settings import ProxySettings
 from proxy.startup import negotiate
 from proxy.wire import codec
 from rewriter.policy import load_policy
 
 log = logging.getLogger("privacylens.server")
+
+
+def new_pid() -> int:
+    """A random backend pid for BackendKeyData (cancel keys are not guessable from it)."""
+    return int.from_bytes(os.urandom(3), "big") + 1
 
 
 class Server:

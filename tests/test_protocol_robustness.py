@@ -47,3 +47,13 @@ def test_missing_user_is_a_fatal_error(proxy: ProxyProcess) -> None:
     body = struct.pack("!i", 196608) + b"database\x00demo\x00\x00"
     reply = send_raw(proxy, struct.pack("!i", len(body) + 4) + body)
     assert reply[:1] == b"E" and b"FATAL" in reply
+
+
+def test_invalid_utf8_query_is_22021_and_the_session_continues(proxy: ProxyProcess) -> None:
+    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+        conn.pgconn.send_query(b"SELECT '\xff\xfe'")
+        result = conn.pgconn.get_result()
+        while conn.pgconn.get_result() is not None:
+            pass
+        assert result is not None and result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"22021"
+        assert conn.execute("SELECT 1").fetchone() == (1,)

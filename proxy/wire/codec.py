@@ -10,7 +10,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from pgerrors import PgError, ProtocolViolation
+from pgerrors import CharacterNotInRepertoire, PgError, ProtocolViolation
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
@@ -187,7 +187,7 @@ class Reader:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise PgError('invalid byte sequence for encoding "UTF8"') from err
+            raise CharacterNotInRepertoire('invalid byte sequence for encoding "UTF8"') from err
 
     def rest(self) -> bytes:
         return self._take(len(self.body) - self.pos)
