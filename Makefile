@@ -17,7 +17,9 @@ demo-data: $(BIN)/privacylens
 	$(BIN)/privacylens demo-data --out data/employees.parquet
 
 run: demo-data
-	$(BIN)/privacylens serve --policy policies/demo.yaml --ledger var/ledger.sqlite --host $(HOST) --port $(PORT)
+	$(BIN)/privacylens make-cert --out-dir var/tls
+	$(BIN)/privacylens serve --policy policies/demo.yaml --ledger var/ledger.sqlite --host $(HOST) --port $(PORT) \
+		--tls-cert var/tls/server.crt --tls-key var/tls/server.key
 
 test: $(BIN)/privacylens
 	@command -v psql >/dev/null || (apt-get update -qq && apt-get install -y -qq postgresql-client)

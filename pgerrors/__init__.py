@@ -59,6 +59,13 @@ class AuthenticationFailed(PgError):
     severity = "FATAL"
 
 
+class InvalidAuthorization(PgError):
+    """The connection does not meet the server's requirements (e.g. TLS required, no user name)."""
+
+    sqlstate = "28000"
+    severity = "FATAL"
+
+
 class ProtocolViolation(PgError):
     """The client sent a message that breaks the PostgreSQL protocol."""
 

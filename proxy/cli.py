@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="data/employees.parquet")
     demo.add_argument("--force", action="store_true", help="rewrite even if the file exists")
 
+    cert = commands.add_parser("make-cert", help="write a self-signed TLS certificate for development")
+    cert.add_argument("--out-dir", default="var/tls")
+    cert.add_argument("--hostname", action="append", default=None, help="DNS name (repeatable)")
+
     hashing = commands.add_parser("hash-password", help="print a SCRAM-SHA-256 verifier for a policy file")
     hashing.add_argument("--password", help="read from the terminal when omitted")
 
@@ -53,6 +57,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{out} exists (use --force to rewrite)")
             return 0
         print(f"wrote {generate(out)} rows to {out}")
+        return 0
+    if args.command == "make-cert":
+        from proxy.tls import make_self_signed
+
+        out_dir = Path(args.out_dir)
+        cert_path, key_path = out_dir / "server.crt", out_dir / "server.key"
+        if cert_path.exists() and key_path.exists():
+            print(f"{cert_path} exists")
+            return 0
+        make_self_signed(cert_path, key_path, tuple(args.hostname or ["localhost"]))
+        print(f"wrote {cert_path} and {key_path} (self-signed, for development)")
         return 0
     from proxy.scram import make_verifier
 

@@ -38,6 +38,7 @@ class SessionState:
     role: str
     database: str
     pid: int
+    tls: bool = False
     settings: Settings = field(default_factory=Settings)
     transaction: str = "I"  # ReadyForQuery status: I idle, T in transaction, E failed transaction
     running: RunningQuery = field(default_factory=RunningQuery)

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import logging
 import os
+import ssl
 import struct
 
 from pgerrors import PgError, ProtocolViolation
@@ -20,7 +21,8 @@ from proxy.connection import Connection
 from proxy.engine import DuckDBEngine
 from proxy.gateway import Gateway, SessionState
 from proxy.settings import ProxySettings
-from proxy.startup import negotiate
+from proxy.startup import Transport, negotiate
+from proxy.tls import server_context
 from proxy.wire import codec
 from rewriter.policy import load_policy
 
@@ -39,6 +41,12 @@ class Server:
         self.verifiers = Verifiers(policy.users)
         self.gateway = Gateway(policy, DuckDBEngine(policy), Ledger(settings.ledger))
         self.sessions: dict[int, tuple[int, SessionState]] = {}
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        if settings.tls_required and not settings.tls_cert:
+            raise ValueError("tls_required needs tls_cert and tls_key")
+        context = server_context(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
+        self.transport = Transport(context, settings.tls_required)
 
     async def serve_forever(self) -> None:
         server = await asyncio.start_server(self.handle, self.settings.host, self.settings.port, limit=2**20)
@@ -57,7 +65,8 @@ class Server:
         try:
             try:
                 startup = await asyncio.wait_for(
-                    negotiate(reader, writer, self.verifiers, self.cancel), self.settings.auth_timeout
+                    negotiate(reader, writer, self.verifiers, self.cancel, self.transport),
+                    self.settings.auth_timeout,
                 )
             except PgError as error:
                 error.severity = "FATAL"
@@ -66,21 +75,22 @@ class Server:
                 return
             if startup is None:
                 return
-            user = startup["user"]
+            user = startup.parameters["user"]
             pid = new_pid()
             while pid in self.sessions:
                 pid = new_pid()
             secret = struct.unpack("!i", os.urandom(4))[0]
-            state = SessionState(user, self.verifiers.role(user), startup.get("database", user), pid)
+            database = startup.parameters.get("database", user)
+            state = SessionState(user, self.verifiers.role(user), database, pid, tls=startup.tls)
             self.sessions[pid] = (secret, state)
             connection = Connection(reader, writer, self.gateway, state)
-            connection.greet(startup, secret)
+            connection.greet(startup.parameters, secret)
             try:
                 await connection.serve()
             except ProtocolViolation as error:
                 connection.out += codec.error_response(error)
                 await connection.flush()
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         except Exception:
             log.exception("connection failed")

@@ -21,6 +21,9 @@ SETTINGS = (
     Setting("port", "6432", "TCP port for PostgreSQL clients."),
     Setting("policy", "policies/demo.yaml", "Policy file (datasets, budgets, users)."),
     Setting("ledger", "var/ledger.sqlite", "SQLite file of the privacy-budget ledger (WAL mode)."),
+    Setting("tls_cert", "", "PEM certificate; with tls_key, SSLRequests are answered and upgraded to TLS."),
+    Setting("tls_key", "", "PEM private key of tls_cert."),
+    Setting("tls_required", "false", "true: refuse clients that do not use TLS (28000)."),
     Setting("auth_timeout", "30", "Seconds a client has to finish start-up and authentication."),
     Setting("log_level", "INFO", "Python logging level for the proxy's log on stderr."),
 )
@@ -32,6 +35,9 @@ class ProxySettings:
     port: int
     policy: str
     ledger: str
+    tls_cert: str
+    tls_key: str
+    tls_required: bool
     auth_timeout: float
     log_level: str
 
@@ -46,8 +52,17 @@ class ProxySettings:
                 override if override is not None else env if env is not None else setting.default
             )
         types = {f.name: f.type for f in fields(cls)}
-        converted = {
-            name: int(v) if types[name] == "int" else float(v) if types[name] == "float" else v
-            for name, v in values.items()
-        }
+        converted = {name: _convert(name, v, types[name]) for name, v in values.items()}
         return cls(**converted)  # type: ignore[arg-type]
+
+
+def _convert(name: str, value: str, type_name: object) -> object:
+    if type_name == "int":
+        return int(value)
+    if type_name == "float":
+        return float(value)
+    if type_name == "bool":
+        if value.lower() not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
+            raise ValueError(f"setting {name} must be true or false, not {value!r}")
+        return value.lower() in ("true", "1", "on", "yes")
+    return value

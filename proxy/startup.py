@@ -2,15 +2,18 @@
 
 `negotiate` returns the start-up parameters of an authenticated client, or None when the
 connection was a CancelRequest (answered and to be closed). It raises PgError (FATAL) otherwise.
+With a TLS context, an SSLRequest is answered `S` and the stream upgraded in place.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from pgerrors import AuthenticationFailed, PgError, ProtocolViolation
+from pgerrors import AuthenticationFailed, InvalidAuthorization, ProtocolViolation
 from proxy.auth import Verifiers
 from proxy.scram import MECHANISM, ScramError, ScramServer
 from proxy.wire import codec
@@ -18,20 +21,41 @@ from proxy.wire import codec
 MAX_STARTUP_LENGTH = 10_000
 
 
+@dataclass(frozen=True)
+class Transport:
+    tls: ssl.SSLContext | None  # None: SSLRequests are answered N
+    tls_required: bool
+
+
+@dataclass(frozen=True)
+class Startup:
+    parameters: dict[str, str]
+    tls: bool  # the session runs over TLS
+
+
 async def negotiate(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     verifiers: Verifiers,
     on_cancel: Callable[[int, int], None],
-) -> dict[str, str] | None:
+    transport: Transport,
+) -> Startup | None:
+    tls_active = False
     while True:
         length = struct.unpack("!i", await reader.readexactly(4))[0]
         if not 8 <= length <= MAX_STARTUP_LENGTH:
             raise ProtocolViolation("invalid length of startup packet")
         body = await reader.readexactly(length - 4)
         code = struct.unpack("!i", body[:4])[0]
+        if code == codec.SSL_REQUEST and transport.tls is not None and not tls_active:
+            if reader._buffer:  # noqa: SLF001 - bytes sent before the handshake would bypass TLS
+                raise ProtocolViolation("received unencrypted data after SSL request")
+            writer.write(b"S")
+            await writer.start_tls(transport.tls)
+            tls_active = True
+            continue
         if code in (codec.SSL_REQUEST, codec.GSSENC_REQUEST):
-            writer.write(b"N")  # TLS is not configured; the client may continue in plain text
+            writer.write(b"N")  # not offered (or already on TLS); the client continues as it is
             await writer.drain()
             continue
         if code == codec.CANCEL_REQUEST:
@@ -41,15 +65,19 @@ async def negotiate(
             return None
         if code >> 16 != 3:
             raise ProtocolViolation(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}")
+        if transport.tls_required and not tls_active:
+            raise InvalidAuthorization(
+                "this server accepts TLS connections only", hint="Connect with sslmode=require."
+            )
         params = codec.parse_startup_parameters(body[4:])
         unsupported = [k for k in params if k.startswith("_pq_.")]
         if code & 0xFFFF != 0 or unsupported:
             writer.write(codec.negotiate_protocol_version(0, unsupported))
         params = {k: v for k, v in params.items() if not k.startswith("_pq_.")}
         if not params.get("user"):
-            raise PgError("no PostgreSQL user name specified in startup packet")
+            raise InvalidAuthorization("no PostgreSQL user name specified in startup packet")
         await _authenticate(reader, writer, verifiers, params["user"])
-        return params
+        return Startup(params, tls_active)
 
 
 async def _read_password_message(reader: asyncio.StreamReader) -> bytes:

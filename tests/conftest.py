@@ -24,8 +24,8 @@ def proxy_factory(
     started: list[ProxyProcess] = []
     workdir = tmp_path_factory.mktemp("proxy")
 
-    def start(**overrides: object) -> ProxyProcess:
-        proxy = start_proxy(write_policy(workdir, data_file, **overrides), workdir)
+    def start(_args: list[str] | None = None, **overrides: object) -> ProxyProcess:
+        proxy = start_proxy(write_policy(workdir, data_file, **overrides), workdir, args=_args)
         started.append(proxy)
         return proxy
 

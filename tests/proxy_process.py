@@ -57,7 +57,9 @@ class ProxyProcess:
             self.process.wait()
 
 
-def start_proxy(policy: Path, workdir: Path, timeout: float = 30.0) -> ProxyProcess:
+def start_proxy(
+    policy: Path, workdir: Path, timeout: float = 30.0, args: list[str] | None = None
+) -> ProxyProcess:
     port = free_port()
     ledger = workdir / f"ledger-{port}.sqlite"
     log = workdir / f"proxy-{port}.log"
@@ -75,6 +77,7 @@ def start_proxy(policy: Path, workdir: Path, timeout: float = 30.0) -> ProxyProc
                 str(ledger),
                 "--port",
                 str(port),
+                *(args or []),
             ],
             cwd=ROOT,
             env=env,
