@@ -115,6 +115,12 @@ class CharacterNotInRepertoire(PgError):
     sqlstate = "22021"
 
 
+class UndefinedObject(PgError):
+    """A catalog query named a relation, function or type PrivacyLens does not emulate."""
+
+    sqlstate = "42704"
+
+
 class InternalError(PgError):
     """Something broke inside PrivacyLens. The message never carries data."""
 

@@ -27,13 +27,6 @@ LOCKDOWN = (
 )
 
 
-def _locked_connection() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
-    for statement in LOCKDOWN:
-        con.execute(statement)
-    return con
-
-
 class DuckDBEngine:
     def __init__(self, policy: Policy) -> None:
         con = duckdb.connect(":memory:")
@@ -58,20 +51,6 @@ class DuckDBEngine:
         finally:
             running.detach()
             cursor.close()
-
-
-class ConstantEvaluator:
-    """A data-less, locked DuckDB for statements that read no data (SELECT 1, SELECT 'a' || 'b')."""
-
-    def __init__(self) -> None:
-        self._con = _locked_connection()
-        self._lock = threading.Lock()
-
-    def run(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple]]:
-        with self._lock:
-            cursor = self._con.execute(sql, list(params))
-            types = [str(d[1]) for d in cursor.description or []]
-            return types, cursor.fetchall()
 
 
 class RunningQuery:

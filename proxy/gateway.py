@@ -20,9 +20,10 @@ from pgerrors import FeatureNotAllowed, InFailedTransaction, PgError
 from privacy.budget import PureDP
 from privacy.ledger import Ledger
 from privacy.release import release
-from proxy.engine import ConstantEvaluator, DuckDBEngine, RunningQuery
+from proxy.catalog.engine import CatalogEngine
+from proxy.engine import DuckDBEngine, RunningQuery
 from proxy.session_settings import SERVER_VERSION_LONG, Settings
-from rewriter.constant_select import ConstantQuery, plan_constant
+from rewriter.catalog_query import CatalogQuery, plan_catalog, reads_no_data
 from rewriter.context import RewriteContext
 from rewriter.parse import Kind, Statement
 from rewriter.pipeline import plan_query
@@ -63,7 +64,7 @@ class Gateway:
         self.policy = policy
         self.engine = engine
         self.ledger = ledger
-        self.constants = ConstantEvaluator()
+        self.catalog = CatalogEngine(policy)
 
     # ---- checking and describing: never runs a data query, never costs budget ------------------
 
@@ -71,18 +72,16 @@ class Gateway:
         self, statement: Statement, state: SessionState, declared: tuple[str | None, ...] = ()
     ) -> Description:
         """Parameter types and result columns, from the plan alone."""
+        if self._reads_no_data(statement):
+            query = self._catalog_query(statement, state, declared)
+            columns, _ = self.catalog.run(query.sql, [None] * len(query.parameter_types))
+            return Description(query.parameter_types, _columns(columns))
         if statement.kind is Kind.AGGREGATE:
             plan = self._plan(statement, state, declared)
             return Description(plan.parameter_types, [(c.name, c.pg_type) for c in plan.columns])
-        if statement.kind is Kind.CONSTANT:
-            constant = self._constant(statement, state, declared)
-            types, _ = self.constants.run(constant.sql, [None] * len(constant.parameter_types))
-            return Description(
-                constant.parameter_types, list(zip(constant.names, map(_pg_type, types), strict=True))
-            )
         if statement.kind is Kind.SHOW:
             return Description((), [(_show_name(statement), "text")])
-        if statement.kind is Kind.OTHER:
+        if statement.kind in (Kind.OTHER, Kind.CONSTANT):
             raise _refusal(statement)
         return Description((), None)
 
@@ -112,13 +111,12 @@ class Gateway:
                 hint="Send ROLLBACK.",
             )
         kind = statement.kind
+        if self._reads_no_data(statement):
+            query = self._catalog_query(statement, state, declared)
+            columns, rows = self.catalog.run(query.sql, params)
+            return Result(_columns(columns), rows, f"SELECT {len(rows)}")
         if kind is Kind.AGGREGATE:
             return await self._aggregate(statement, state, params, declared)
-        if kind is Kind.CONSTANT:
-            constant = self._constant(statement, state, declared)
-            types, rows = self.constants.run(constant.sql, params)
-            columns = list(zip(constant.names, map(_pg_type, types), strict=True))
-            return Result(columns, rows, f"SELECT {len(rows)}")
         if kind is Kind.SET:
             return self._set(statement, state)
         if kind is Kind.SHOW:
@@ -185,27 +183,37 @@ class Gateway:
         )
         return plan_query(statement.tree, ctx)
 
-    def _constant(
-        self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]
-    ) -> ConstantQuery:
-        assert isinstance(statement.tree, exp.Select)
+    def _reads_no_data(self, statement: Statement) -> bool:
+        """SELECT without FROM, or a query over catalog relations only: the data-less catalog engine."""
+        if statement.kind not in (Kind.AGGREGATE, Kind.CONSTANT, Kind.OTHER) or statement.tree is None:
+            return False
+        return reads_no_data(statement.tree, self.catalog.relation_names, self.policy.datasets)
 
-        def lookup(name: str, args: list[str]) -> str | int | None:
+    def _catalog_query(
+        self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]
+    ) -> CatalogQuery:
+        assert isinstance(statement.tree, exp.Query)
+
+        def lookup(name: str, args: list[str]) -> str | int | list[str] | None:
             if name == "version":
                 return SERVER_VERSION_LONG
-            if name in ("current_user", "session_user"):
+            if name in ("current_user", "session_user", "user"):
                 return state.user
             if name == "current_database":
                 return state.database
             if name == "current_schema":
                 return "public"
+            if name == "current_schemas":
+                return ["pg_catalog", "public"] if args and args[0] == "true" else ["public"]
             if name == "pg_backend_pid":
                 return state.pid
-            if name == "current_setting" and len(args) == 1:
+            if name == "current_setting" and len(args) in (1, 2):
                 return state.settings.show(args[0], state.user)
+            if name in ("inet_server_port", "inet_server_addr", "pg_postmaster_start_time"):
+                return None
             raise FeatureNotAllowed(f"{name}() is not supported with these arguments")
 
-        return plan_constant(statement.tree, lookup, declared)
+        return plan_catalog(statement.tree, lookup, declared, self.catalog.relation_names)
 
     def _set(self, statement: Statement, state: SessionState) -> Result:
         assert isinstance(statement.tree, exp.Set)
@@ -254,20 +262,22 @@ def _refusal(statement: Statement) -> PgError:
     )
 
 
-_DUCKDB_TO_PG = {
-    "INTEGER": "int4",
-    "BIGINT": "int8",
-    "SMALLINT": "int4",
-    "DOUBLE": "float8",
-    "FLOAT": "float8",
-    "BOOLEAN": "bool",
-    "VARCHAR": "text",
-    "DATE": "date",
-    "TIMESTAMP": "timestamp",
-}
+_DUCKDB_TO_PG = {"INTEGER": "int4", "BIGINT": "int8", "SMALLINT": "int2", "TINYINT": "int2",
+                 "UINTEGER": "int8", "USMALLINT": "int4", "UTINYINT": "int2", "DOUBLE": "float8",
+                 "FLOAT": "float4", "BOOLEAN": "bool", "VARCHAR": "text", "DATE": "date",
+                 "TIMESTAMP": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamptz", "TIME": "time",
+                 "INTERVAL": "interval", "UUID": "uuid", "BLOB": "bytea", "HUGEINT": "numeric"}  # fmt: skip
+_ARRAYS = {"int2": "_int2", "int4": "_int4", "int8": "_int8", "text": "_text", "bool": "_bool",
+           "float8": "_float8", "float4": "_float4", "date": "_date", "numeric": "_numeric"}  # fmt: skip
 
 
 def _pg_type(duckdb_type: str) -> str:
+    if duckdb_type.endswith("[]"):
+        return _ARRAYS.get(_pg_type(duckdb_type[:-2]), "_text")
     if duckdb_type.startswith("DECIMAL"):
         return "numeric"
     return _DUCKDB_TO_PG.get(duckdb_type, "text")
+
+
+def _columns(described: Sequence[tuple[str, str]]) -> list[Column]:
+    return [(name, _pg_type(duckdb_type)) for name, duckdb_type in described]

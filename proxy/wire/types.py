@@ -31,6 +31,16 @@ TYPES: dict[str, tuple[int, int]] = {
     "timestamptz": (1184, 8),
     "numeric": (1700, -1),
     "uuid": (2950, 16),
+    "interval": (1186, 16),
+    "_bool": (1000, -1),
+    "_int2": (1005, -1),
+    "_int4": (1007, -1),
+    "_text": (1009, -1),
+    "_int8": (1016, -1),
+    "_float4": (1021, -1),
+    "_float8": (1022, -1),
+    "_date": (1182, -1),
+    "_numeric": (1231, -1),
 }
 OID_TO_NAME = {oid: name for name, (oid, _) in TYPES.items()}
 
@@ -69,16 +79,49 @@ def declared_type(oid: int) -> str | None:
 
 
 def _float_text(value: float) -> str:
+    """PostgreSQL's float8 output: shortest round-trip digits, exponent form below 1e-4 or from 1e15.
+
+    >>> [_float_text(v) for v in (-1.0, 0.5, 103400.0, 1e15, 1.5e-05, 123456789012345.0, 0.0)]
+    ['-1', '0.5', '103400', '1e+15', '1.5e-05', '123456789012345', '0']
+    """
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
-    return repr(float(value))
+    if value == 0:
+        return "-0" if math.copysign(1, value) < 0 else "0"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    mantissa = "".join(map(str, digits))
+    decimal_exponent = len(digits) + exponent - 1
+    prefix = "-" if sign else ""
+    if decimal_exponent < -4 or decimal_exponent >= 15:
+        fraction = f".{mantissa[1:]}" if len(mantissa) > 1 else ""
+        exponent_sign = "+" if decimal_exponent >= 0 else "-"
+        return f"{prefix}{mantissa[0]}{fraction}e{exponent_sign}{abs(decimal_exponent):02d}"
+    if exponent >= 0:
+        return prefix + mantissa + "0" * exponent
+    point = len(mantissa) + exponent
+    if point > 0:
+        return f"{prefix}{mantissa[:point]}.{mantissa[point:]}"
+    return f"{prefix}0.{'0' * -point}{mantissa}"
+
+
+def _array_element(value: Any) -> str:
+    """One element of a PostgreSQL array literal, quoted when it must be."""
+    if value is None:
+        return "NULL"
+    text = (encode_text(value) or b"").decode("utf-8")
+    if text == "" or text.upper() == "NULL" or any(c in text for c in ' ,{}"\\'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
 
 
 def encode_text(value: Any) -> bytes | None:
     if value is None:
         return None
+    if isinstance(value, (list, tuple)):
+        return ("{" + ",".join(_array_element(v) for v in value) + "}").encode("utf-8")
     if isinstance(value, bool):
         return b"t" if value else b"f"
     if isinstance(value, float):

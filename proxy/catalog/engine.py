@@ -1,0 +1,124 @@
+"""The data-less DuckDB that answers catalog queries and statements that read no data.
+
+It holds the emulated catalog (schemas `pgc` for pg_catalog and `pgi` for information_schema) and
+macros for the `pg_*` functions clients call; no dataset is ever loaded into it. It runs with
+external access disabled and its configuration locked, like the data engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from pgerrors import PgError, UndefinedObject
+from proxy.catalog.contents import OWNER_NAME, relations, type_name_sql
+from proxy.engine import LOCKDOWN
+from rewriter.policy import Policy
+
+_ALWAYS_TRUE = ["pg_table_is_visible", "pg_type_is_visible", "pg_function_is_visible"]
+_PRIVILEGES = ["has_table_privilege", "has_schema_privilege", "has_database_privilege",
+               "has_column_privilege", "has_any_column_privilege", "has_function_privilege",
+               "has_sequence_privilege", "has_type_privilege"]  # fmt: skip
+
+
+def _macros() -> list[str]:
+    none = "CAST(NULL AS VARCHAR)"
+    out = [
+        f"CREATE MACRO pg_get_userbyid(o) AS '{OWNER_NAME}'",
+        "CREATE MACRO pg_encoding_to_char(e) AS 'UTF8'",
+        f"CREATE MACRO format_type(t, m) AS CASE t {type_name_sql()} ELSE '???' END",
+        f"CREATE MACRO pg_get_expr(e, r) AS {none}, (e, r, p) AS {none}",
+        "CREATE MACRO col_description(r, n) AS "
+        "(SELECT max(description) FROM pgc.pg_description WHERE objoid = r AND objsubid = n)",
+        "CREATE MACRO obj_description(o) AS "
+        "(SELECT max(description) FROM pgc.pg_description WHERE objoid = o AND objsubid = 0), "
+        "(o, c) AS (SELECT max(description) FROM pgc.pg_description WHERE objoid = o AND objsubid = 0)",
+        f"CREATE MACRO shobj_description(o, c) AS {none}",
+        f"CREATE MACRO pg_get_indexdef(i) AS {none}, (i, c, p) AS {none}",
+        f"CREATE MACRO pg_get_constraintdef(c) AS {none}, (c, p) AS {none}",
+        f"CREATE MACRO pg_get_viewdef(v) AS {none}, (v, p) AS {none}",
+        f"CREATE MACRO pg_get_partkeydef(r) AS {none}",
+        f"CREATE MACRO pg_get_serial_sequence(t, c) AS {none}",
+        f"CREATE MACRO pg_get_triggerdef(t) AS {none}, (t, p) AS {none}",
+        f"CREATE MACRO pg_get_statisticsobjdef_columns(o) AS {none}",
+        "CREATE MACRO pg_relation_size(r) AS 0, (r, f) AS 0",  # sizes would reveal row counts
+        "CREATE MACRO pg_total_relation_size(r) AS 0",
+        "CREATE MACRO pg_table_size(r) AS 0",
+        "CREATE MACRO pg_indexes_size(r) AS 0",
+        "CREATE MACRO pg_database_size(d) AS 0",
+        "CREATE MACRO pg_size_pretty(s) AS '0 bytes'",
+        "CREATE MACRO pg_is_other_temp_schema(n) AS false",
+        "CREATE MACRO pg_relation_is_publishable(r) AS false",
+        f"CREATE MACRO pg_get_function_result(f) AS {none}",
+        f"CREATE MACRO pg_get_function_arguments(f) AS {none}",
+        f"CREATE MACRO pg_get_function_identity_arguments(f) AS {none}",
+        f"CREATE MACRO pg_get_ruledef(r) AS {none}, (r, p) AS {none}",
+        "CREATE MACRO pg_my_temp_schema() AS 0",
+        "CREATE MACRO pg_is_in_recovery() AS false",
+        "CREATE MACRO pg_tablespace_location(t) AS ''",
+        "CREATE MACRO txid_current() AS 1",
+        "CREATE MACRO pg_char_to_encoding(e) AS 6",
+        "CREATE MACRO regclass_oid(n) AS (SELECT max(oid) FROM pgc.pg_class "
+        "WHERE relname = lower(regexp_replace(trim(n, '\"'), '^(public|\"public\")\\.', '')))",
+        "CREATE MACRO regclass_name(o) AS coalesce((SELECT max(relname) FROM pgc.pg_class WHERE oid = o), "
+        "CAST(o AS VARCHAR))",
+        "CREATE MACRO to_regtype(n) AS (SELECT max(oid) FROM pgc.pg_type WHERE typname = n)",
+        "CREATE MACRO to_regclass(n) AS regclass_oid(n)",
+        "CREATE MACRO array_upper(a, d) AS CASE WHEN len(a) = 0 THEN NULL ELSE len(a) END",
+        "CREATE MACRO array_lower(a, d) AS CASE WHEN len(a) = 0 THEN NULL ELSE 1 END",
+        "CREATE MACRO quote_ident(s) AS '\"' || replace(s, '\"', '\"\"') || '\"'",
+        "CREATE MACRO _pg_expandarray(a) AS TABLE SELECT unnest(a) AS x, unnest(range(1, len(a) + 1)) AS n",
+        "CREATE MACRO pg_get_keywords() AS TABLE SELECT * FROM (VALUES ('all', 'R', 'reserved'), "
+        "('select', 'R', 'reserved'), ('from', 'R', 'reserved')) t(word, catcode, catdesc)",
+    ]
+    out += [f"CREATE MACRO {name}(o) AS true" for name in _ALWAYS_TRUE]
+    out += [
+        f"CREATE MACRO {name}(a) AS true, (a, b) AS true, (a, b, c) AS true, (a, b, c, d) AS true"
+        for name in _PRIVILEGES
+    ]
+    return out
+
+
+class CatalogEngine:
+    def __init__(self, policy: Policy) -> None:
+        con = duckdb.connect(":memory:")
+        con.execute("CREATE SCHEMA pgc")
+        con.execute("CREATE SCHEMA pgi")
+        for relation in relations(policy):
+            columns = ", ".join(f'"{name}" {kind}' for name, kind in relation.columns)
+            con.execute(f'CREATE TABLE {relation.schema}."{relation.name}" ({columns})')
+            if relation.rows:
+                marks = ", ".join("?" for _ in relation.columns)
+                con.executemany(
+                    f'INSERT INTO {relation.schema}."{relation.name}" VALUES ({marks})',
+                    [list(row) for row in relation.rows],
+                )
+        for macro in _macros():
+            con.execute(macro)
+        for statement in LOCKDOWN:
+            con.execute(statement)
+        self._con = con
+        self._lock = threading.Lock()
+        self.relation_names = {(r.schema, r.name) for r in relations(policy)}
+
+    def run(self, sql: str, params: Sequence[Any]) -> tuple[list[tuple[str, str]], list[tuple]]:
+        """([(column name, DuckDB type)], rows).
+
+        Errors carry DuckDB's own text: this engine holds no private data to leak.
+        """
+        with self._lock:
+            try:
+                cursor = self._con.execute(sql, list(params))
+            except duckdb.CatalogException as err:
+                raise UndefinedObject(_first_line(err)) from err
+            except duckdb.Error as err:
+                raise PgError(_first_line(err)) from err
+            columns = [(str(d[0]), str(d[1])) for d in cursor.description or []]
+            return columns, cursor.fetchall()
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

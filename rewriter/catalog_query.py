@@ -1,0 +1,318 @@
+"""Statements that read no private data: SELECT without FROM, and catalog queries.
+
+A SELECT qualifies when every relation it reads is a pg_catalog / information_schema relation (or a
+CTE or allowed table function) and none is a dataset. It is rewritten for the data-less catalog
+DuckDB (`proxy.catalog`): catalog relations move to schemas `pgc` / `pgi`, PostgreSQL-only syntax
+(`OPERATOR(pg_catalog.~)`, `COLLATE`, `::regclass`, `pg_catalog.f()`) becomes DuckDB SQL, and
+session functions (version(), current_user, current_setting('x'), ...) become literals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from pgerrors import FeatureNotAllowed, UndefinedObject
+from rewriter.plan import PgType
+from rewriter.tree import parameter_index, parameters
+
+SCHEMAS = {"pg_catalog": "pgc", "information_schema": "pgi"}
+
+# Session functions → the name the session's lookup answers to (also the output column name).
+SESSION_FUNCTIONS: dict[type[exp.Expression], str] = {
+    exp.CurrentVersion: "version",
+    exp.CurrentDatabase: "current_database",
+    exp.CurrentCatalog: "current_database",
+    exp.CurrentUser: "current_user",
+    exp.SessionUser: "session_user",
+    exp.CurrentSchema: "current_schema",
+}
+SESSION_ANONYMOUS = frozenset({"pg_backend_pid", "current_setting", "version", "current_database",
+                               "current_user", "session_user", "current_schema", "inet_server_port",
+                               "inet_server_addr", "pg_postmaster_start_time", "user"})  # fmt: skip
+
+TABLE_FUNCTIONS = frozenset({"generate_series", "unnest", "_pg_expandarray", "pg_get_keywords",
+                             "generate_subscripts", "range"})  # fmt: skip
+
+# Never callable, even on a data-less engine (defence in depth).
+DENIED_PREFIXES = ("duckdb_", "pragma_", "read_", "glob", "getenv", "sniff_", "parquet_", "query", "load",
+                   "install", "which_secret", "icu_", "enable_", "disable_", "checkpoint")  # fmt: skip
+
+DUCKDB_CAST = {"int8": "BIGINT", "int4": "INTEGER", "float8": "DOUBLE", "numeric": "DOUBLE",
+               "text": "VARCHAR", "bool": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP"}  # fmt: skip
+
+_REGEX_OPERATORS = {"~": (False, False), "~*": (False, True), "!~": (True, False), "!~*": (True, True)}
+
+Lookup = Callable[[str, list[str]], "str | int | list[str] | None"]
+
+
+@dataclass(frozen=True)
+class CatalogQuery:
+    sql: str  # DuckDB SQL for the catalog engine; output names are PostgreSQL's, as aliases
+    parameter_types: tuple[PgType, ...]
+
+
+def reads_no_data(
+    tree: exp.Expression, catalog: Collection[tuple[str, str]], datasets: Collection[str]
+) -> bool:
+    """True when every relation `tree` reads is a catalog relation, a CTE or an allowed table function."""
+    if not isinstance(tree, exp.Query):
+        return False
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if _table_function(table) is not None:
+            continue
+        name, schema = table.name.lower(), table.db.lower()
+        if table.catalog:
+            return False
+        if schema in SCHEMAS:
+            continue
+        if schema or name in datasets:
+            return False
+        if name not in ctes and (SCHEMAS["pg_catalog"], name) not in catalog:
+            return False
+    return True
+
+
+def plan_catalog(
+    tree: exp.Query, lookup: Lookup, declared: tuple[str | None, ...], catalog: Collection[tuple[str, str]]
+) -> CatalogQuery:
+    tree = tree.copy()
+    first = tree
+    while isinstance(first, exp.SetOperation):  # a UNION takes its column names from its first SELECT
+        first = first.this
+    if isinstance(first, exp.Select):
+        first.set(
+            "expressions",
+            [
+                item
+                if isinstance(item, (exp.Alias, exp.Star))
+                or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star))
+                else exp.alias_(item, exp.to_identifier(_output_name(item), quoted=True))
+                for item in first.expressions
+            ],
+        )
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if (
+            isinstance(node, exp.Dot)
+            and isinstance(node.this, (exp.Identifier, exp.Var))
+            and node.this.name.lower() in SCHEMAS
+            and isinstance(node.expression, exp.Func)
+        ):
+            return node.expression
+        if isinstance(node, exp.Table):
+            return _relation(node, catalog, ctes)
+        if isinstance(node, exp.Collate):
+            return node.this
+        if isinstance(node, exp.Operator):
+            return _operator(node)
+        if isinstance(node, exp.Cast) and isinstance(node.to, (exp.ObjectIdentifier, exp.DataType)):
+            return _cast(node)
+        if isinstance(node, exp.DataType) and not isinstance(node.parent, exp.Cast):
+            return _plain_type(node)
+        if isinstance(node, exp.CurrentSchemas):
+            include_implicit = node.this.sql().lower() if node.this is not None else "false"
+            return _literal(lookup("current_schemas", [include_implicit]))
+        session = SESSION_FUNCTIONS.get(type(node))
+        if session is not None:
+            return _literal(lookup(session, []))
+        if isinstance(node, exp.Anonymous):
+            name = node.name.lower()
+            if name in SESSION_ANONYMOUS:
+                args = [a.name for a in node.expressions if isinstance(a, exp.Literal)]
+                if len(args) != len(node.expressions):
+                    raise FeatureNotAllowed(f"{name}() takes literal arguments only")
+                return _literal(lookup(name, args))
+            if name == "current_schemas":
+                return _literal(
+                    lookup("current_schemas", [node.expressions[0].sql()] if node.expressions else [])
+                )
+            if name.startswith(DENIED_PREFIXES):
+                raise FeatureNotAllowed(f'function "{name}" is not allowed')
+        if (
+            isinstance(node, exp.Func)
+            and not isinstance(node, exp.Anonymous)
+            and node.sql_name().lower().startswith(DENIED_PREFIXES)
+        ):
+            raise FeatureNotAllowed(f'function "{node.sql_name().lower()}" is not allowed')
+        return node
+
+    tree = _children_first(tree, rewrite)
+    for node in tree.find_all(exp.ReadCSV, exp.ReadParquet, exp.Command):
+        raise FeatureNotAllowed(f"{node.key.upper()} is not allowed")
+
+    found = parameters(tree)
+    count = max((parameter_index(p) for p in found), default=-1) + 1
+    types: tuple[PgType, ...] = tuple(
+        (declared[i] if i < len(declared) and declared[i] else "text")
+        for i in range(count)  # type: ignore[misc]
+    )
+    tree = tree.transform(
+        lambda n: (
+            exp.cast(exp.Parameter(this=n.this.copy()), DUCKDB_CAST[types[parameter_index(n)]])
+            if isinstance(n, exp.Parameter)
+            else n
+        )
+    )
+    return CatalogQuery(tree.sql(dialect="duckdb"), types)
+
+
+def _children_first(tree: exp.Expression, fun: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:
+    """Rewrite every node after its children (sqlglot's `transform` skips inside replaced nodes)."""
+    for node in reversed(list(tree.walk())):
+        new = fun(node)
+        if new is not node:
+            if node is tree:
+                tree = new
+            else:
+                node.replace(new)
+    return tree
+
+
+_TABLE_FUNCTION_NODES = (exp.Unnest, exp.Explode, exp.GenerateSeries, exp.ExplodingGenerateSeries)
+
+
+def _table_function(table: exp.Table) -> str | None:
+    """The name of the table function `table` calls, or None for a plain relation."""
+    inner = table.this
+    if isinstance(inner, exp.Dot):
+        inner = inner.expression
+    if not isinstance(inner, exp.Func):
+        return None
+    name = inner.name.lower() if isinstance(inner, exp.Anonymous) else inner.sql_name().lower()
+    if name not in TABLE_FUNCTIONS and not isinstance(inner, _TABLE_FUNCTION_NODES):
+        raise FeatureNotAllowed(f'table function "{name}" is not allowed')
+    return name
+
+
+def _relation(table: exp.Table, catalog: Collection[tuple[str, str]], ctes: set[str]) -> exp.Expression:
+    if _table_function(table) is not None:
+        if isinstance(table.this, exp.Dot):
+            table.set("this", table.this.expression)
+        table.set("db", None)
+        return table
+    name, schema = table.name.lower(), table.db.lower()
+    if not schema and name in ctes:
+        return table
+    target = SCHEMAS.get(schema or "pg_catalog")
+    if target is None or (target, name) not in catalog:
+        shown = f"{schema}.{name}" if schema else name
+        raise UndefinedObject(
+            f'relation "{shown}" does not exist',
+            hint="PrivacyLens emulates the pg_catalog and information_schema relations "
+            "that PostgreSQL clients use.",
+        )
+    table.set("db", exp.to_identifier(target))
+    table.set("this", exp.to_identifier(name, quoted=True))
+    return table
+
+
+def _operator(node: exp.Operator) -> exp.Expression:
+    op = str(node.args.get("operator", "")).split(".")[-1].strip()
+    if op in _REGEX_OPERATORS:
+        negate, insensitive = _REGEX_OPERATORS[op]
+        args = [node.this, node.expression] + ([exp.Literal.string("i")] if insensitive else [])
+        match: exp.Expression = exp.Anonymous(this="regexp_matches", expressions=args)
+        return exp.Not(this=match) if negate else match
+    comparisons = {"=": exp.EQ, "<>": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
+    if op in comparisons:
+        return comparisons[op](this=node.this, expression=node.expression)
+    raise FeatureNotAllowed(f"OPERATOR({op}) is not supported")
+
+
+def _cast_target(target: exp.Expression) -> str:
+    """The type name a cast targets, without a pg_catalog. prefix, upper case."""
+    if isinstance(target, exp.ObjectIdentifier):
+        return target.this.upper()
+    assert isinstance(target, exp.DataType)
+    if target.this == exp.DataType.Type.USERDEFINED:
+        kind = target.args.get("kind")
+        if isinstance(kind, exp.Dot):
+            return kind.expression.name.upper()
+        return str(kind.name if isinstance(kind, exp.Expression) else kind).upper()
+    return target.this.name.upper()
+
+
+_PSEUDO_TYPES = frozenset({"REGCLASS", "REGTYPE", "OID", "REGNAMESPACE", "REGROLE", "XID", "REGCONFIG",
+                           "NAME", "INT2VECTOR", "OIDVECTOR", "REGPROC", "REGPROCEDURE", "CHAR",
+                           "BPCHAR"})  # fmt: skip
+
+
+def _plain_type(node: exp.DataType) -> exp.DataType:
+    """A `pg_catalog.`-qualified or PostgreSQL-only type name nested in another type (e.g. int2[])."""
+    if node.this != exp.DataType.Type.USERDEFINED:
+        return node
+    name = _cast_target(node)
+    if name in _PSEUDO_TYPES:
+        return exp.DataType.build("BIGINT" if name not in ("NAME", "CHAR", "BPCHAR") else "VARCHAR")
+    try:
+        return exp.DataType.build(name.lower(), dialect="postgres")
+    except Exception as err:  # noqa: BLE001 - any unknown type name is refused the same way
+        raise UndefinedObject(f'type "{name.lower()}" does not exist') from err
+
+
+def _cast(node: exp.Cast) -> exp.Expression:
+    kind = _cast_target(node.to)
+    inner = node.this
+    if kind == "REGCLASS":
+        func = "regclass_oid" if isinstance(inner, exp.Literal) and inner.is_string else "regclass_name"
+        return exp.Anonymous(this=func, expressions=[inner])
+    if kind == "REGTYPE":
+        if isinstance(inner, exp.Literal) and inner.is_string:
+            return exp.Anonymous(this="to_regtype", expressions=[inner])
+        return exp.Anonymous(this="format_type", expressions=[inner, exp.Null()])
+    if kind in ("OID", "REGNAMESPACE", "REGROLE", "XID", "REGCONFIG"):
+        return exp.cast(inner, "BIGINT")
+    if kind in ("NAME", "INT2VECTOR", "OIDVECTOR", "REGPROC", "REGPROCEDURE", "CHAR", "BPCHAR"):
+        return exp.cast(inner, "VARCHAR")
+    if isinstance(node.to, exp.DataType) and node.to.this == exp.DataType.Type.USERDEFINED:
+        try:
+            return exp.cast(inner, exp.DataType.build(kind.lower(), dialect="postgres"))
+        except Exception as err:  # noqa: BLE001 - any unknown type name is refused the same way
+            raise UndefinedObject(f'type "{kind.lower()}" does not exist') from err
+    return node
+
+
+def _literal(value: str | int | list[str] | None) -> exp.Expression:
+    if value is None:
+        return exp.Null()
+    if isinstance(value, list):
+        return exp.Array(expressions=[exp.Literal.string(v) for v in value])
+    if isinstance(value, int):
+        return exp.Literal.number(value)
+    return exp.Literal.string(value)
+
+
+def _output_name(item: exp.Expression) -> str:
+    """PostgreSQL's column name for a select-list item (FigureColname)."""
+    if isinstance(item, exp.Alias):
+        return item.alias
+    return _figure_name(item)[0]
+
+
+def _figure_name(item: exp.Expression) -> tuple[str, int]:
+    """(name, strength): 2 for a column or function name, 1 for a type name, 0 for `?column?`."""
+    if isinstance(item, exp.Column):
+        return item.name, 2
+    if type(item) in SESSION_FUNCTIONS:
+        return SESSION_FUNCTIONS[type(item)], 2
+    if isinstance(item, exp.Dot) and isinstance(item.expression, exp.Func):
+        return _figure_name(item.expression)
+    if isinstance(item, exp.Anonymous):
+        return item.name.lower(), 2
+    if isinstance(item, exp.Cast):
+        name, strength = _figure_name(item.this)
+        if strength == 2:
+            return name, 2
+        target = item.to
+        spelled = target.this if isinstance(target, exp.ObjectIdentifier) else target.sql("postgres")
+        return spelled.lower().split("(")[0], 1
+    if isinstance(item, exp.Case):
+        return "case", 2
+    if isinstance(item, exp.Func):
+        return item.sql_name().lower(), 2
+    return "?column?", 0

@@ -1,0 +1,58 @@
+"""psql's meta-commands, answered from policy metadata at zero budget."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import pytest
+
+from tests.proxy_process import ProxyProcess
+from tests.test_psql import psql
+
+pytestmark = pytest.mark.skipif(shutil.which("psql") is None, reason="psql is not installed")
+
+
+def spent(proxy: ProxyProcess) -> int:
+    with sqlite3.connect(proxy.ledger) as db:
+        return int(db.execute("SELECT COALESCE(SUM(spent_micro), 0) FROM accounts").fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("\\dt", "public|employees|table|privacylens"),
+        ("\\d employees", "salary|double precision|||"),
+        ("\\d employees", "hire_date|date|||"),
+        ("\\d+ employees", "user_id|bigint||||plain|||The privacy unit. Never released, never grouped."),
+        ("\\dt+", "Synthetic employee records (one row per employee)."),
+        ("\\l", "demo|privacylens|UTF8|C|C"),
+        ("\\dn", "public|privacylens"),
+        ("\\du", "privacylens"),
+        ("\\df", "Schema|Name|Result data type|Argument data types|Type"),
+        ("\\conninfo", 'You are connected to database "demo" as user "analyst"'),
+    ],
+)
+def test_meta_command(proxy: ProxyProcess, command: str, expected: str) -> None:
+    before = spent(proxy)
+    out = psql(proxy, command)
+    assert out.returncode == 0 and not out.stderr, out.stderr
+    assert expected in out.stdout
+    assert spent(proxy) == before
+
+
+def test_catalog_never_reveals_row_counts_or_sizes(proxy: ProxyProcess) -> None:
+    out = psql(
+        proxy,
+        "SELECT reltuples, relpages, pg_relation_size(oid), pg_total_relation_size(oid) "
+        "FROM pg_catalog.pg_class WHERE relname = 'employees'",
+    )
+    assert out.stdout.splitlines()[1] == "-1|0|0|0"
+
+
+def test_catalog_queries_cannot_reach_data(proxy: ProxyProcess) -> None:
+    """Mixing a dataset into a catalog query sends it down the DP path, which refuses it."""
+    out = psql(proxy, "SELECT c.relname, e.salary FROM pg_catalog.pg_class c, employees e")
+    assert "ERROR:" in out.stderr and "joins are not supported" in out.stderr
+    denied = psql(proxy, "SELECT * FROM duckdb_settings()")
+    assert "ERROR:" in denied.stderr
