@@ -85,6 +85,12 @@ class InFailedTransaction(PgError):
     sqlstate = "25P02"
 
 
+class NoActiveTransaction(PgError):
+    """A savepoint command outside a transaction block."""
+
+    sqlstate = "25P01"
+
+
 class InvalidParameterValue(PgError):
     """A SET value or a bound parameter is outside what is allowed."""
 

@@ -10,13 +10,14 @@ never touch the data engine.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlglot import exp
 
-from pgerrors import FeatureNotAllowed, InFailedTransaction, PgError
+from pgerrors import FeatureNotAllowed, InFailedTransaction, NoActiveTransaction, PgError
 from privacy.budget import PureDP
 from privacy.ledger import Ledger
 from privacy.release import release
@@ -105,7 +106,7 @@ class Gateway:
         params: Sequence[Any] = (),
         declared: tuple[str | None, ...] = (),
     ) -> Result:
-        if state.transaction == "E" and statement.kind not in (Kind.ROLLBACK, Kind.COMMIT):
+        if state.transaction == "E" and statement.kind not in (Kind.ROLLBACK, Kind.COMMIT, Kind.ROLLBACK_TO):
             raise InFailedTransaction(
                 "current transaction is aborted, commands ignored until end of transaction block",
                 hint="Send ROLLBACK.",
@@ -132,6 +133,15 @@ class Gateway:
             notices = ["there is already a transaction in progress"] if state.transaction != "I" else []
             state.transaction = "T" if state.transaction == "I" else state.transaction
             return Result(None, [], "BEGIN", notices)
+        if kind in (Kind.SAVEPOINT, Kind.RELEASE, Kind.ROLLBACK_TO):
+            if state.transaction == "I":
+                raise NoActiveTransaction(
+                    f"{kind.value.upper().replace('_', ' ')} can only be used in transaction blocks"
+                )
+            if kind is Kind.ROLLBACK_TO:
+                state.transaction = "T"  # rolling back to a savepoint clears the failed state
+            tag = {Kind.SAVEPOINT: "SAVEPOINT", Kind.RELEASE: "RELEASE", Kind.ROLLBACK_TO: "ROLLBACK"}[kind]
+            return Result(None, [], tag)
         if kind in (Kind.COMMIT, Kind.ROLLBACK):
             failed = state.transaction == "E"
             notices = ["there is no transaction in progress"] if state.transaction == "I" else []
@@ -248,9 +258,18 @@ def _set_value(value: exp.Expression) -> str | None:
     raise FeatureNotAllowed("SET takes a literal value")
 
 
+_SHOW_ALIASES = {
+    "transaction isolation level": "transaction_isolation",
+    "time zone": "timezone",
+    "session authorization": "session_authorization",
+}
+
+
 def _show_name(statement: Statement) -> str:
-    """SHOW's argument as written, e.g. `dp.epsilon` from the tokens SHOW, dp, ., epsilon."""
-    return "".join(statement.words[1:]).strip('"') or "all"
+    """SHOW's argument, e.g. `dp.epsilon` from the tokens SHOW, dp, ., epsilon."""
+    words = " ".join(statement.words[1:]).strip().strip('"')
+    name = re.sub(r"\s*\.\s*", ".", words)
+    return _SHOW_ALIASES.get(name.lower(), name) or "all"
 
 
 def _refusal(statement: Statement) -> PgError:

@@ -43,6 +43,11 @@ DENIED_PREFIXES = ("duckdb_", "pragma_", "read_", "glob", "getenv", "sniff_", "p
 DUCKDB_CAST = {"int8": "BIGINT", "int4": "INTEGER", "float8": "DOUBLE", "numeric": "DOUBLE",
                "text": "VARCHAR", "bool": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP"}  # fmt: skip
 
+# PostgreSQL functions with a DuckDB twin of another name (same arguments).
+_RENAMED_FUNCTIONS = {"json_build_object": "json_object", "jsonb_build_object": "json_object",
+                      "json_build_array": "json_array", "jsonb_build_array": "json_array",
+                      "to_jsonb": "to_json", "pg_typeof": "typeof"}  # fmt: skip
+
 _REGEX_OPERATORS = {"~": (False, False), "~*": (False, True), "!~": (True, False), "!~*": (True, True)}
 
 Lookup = Callable[[str, list[str]], "str | int | list[str] | None"]
@@ -97,15 +102,18 @@ def plan_catalog(
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
 
     def rewrite(node: exp.Expression) -> exp.Expression:
-        if (
+        if (  # pg_catalog.f(...): its arguments were rewritten first, so f may now be a literal
             isinstance(node, exp.Dot)
             and isinstance(node.this, (exp.Identifier, exp.Var))
             and node.this.name.lower() in SCHEMAS
-            and isinstance(node.expression, exp.Func)
         ):
             return node.expression
         if isinstance(node, exp.Table):
             return _relation(node, catalog, ctes)
+        if isinstance(node, exp.Column) and node.args.get("db") is not None:
+            node.set("db", None)  # pg_catalog.pg_class.relname → pg_class.relname
+            node.set("catalog", None)
+            return node
         if isinstance(node, exp.Collate):
             return node.this
         if isinstance(node, exp.Operator):
@@ -127,6 +135,8 @@ def plan_catalog(
                 if len(args) != len(node.expressions):
                     raise FeatureNotAllowed(f"{name}() takes literal arguments only")
                 return _literal(lookup(name, args))
+            if name in _RENAMED_FUNCTIONS:
+                return exp.Anonymous(this=_RENAMED_FUNCTIONS[name], expressions=node.expressions)
             if name == "current_schemas":
                 return _literal(
                     lookup("current_schemas", [node.expressions[0].sql()] if node.expressions else [])
@@ -258,11 +268,13 @@ def _plain_type(node: exp.DataType) -> exp.DataType:
 def _cast(node: exp.Cast) -> exp.Expression:
     kind = _cast_target(node.to)
     inner = node.this
-    if kind == "REGCLASS":
-        func = "regclass_oid" if isinstance(inner, exp.Literal) and inner.is_string else "regclass_name"
-        return exp.Anonymous(this=func, expressions=[inner])
+    by_name = (isinstance(inner, exp.Literal) and inner.is_string) or isinstance(inner, exp.Parameter)
+    if kind == "REGCLASS":  # 'employees'::regclass is an oid; c.oid::regclass shows a name
+        if by_name:
+            return exp.Anonymous(this="regclass_oid", expressions=[exp.cast(inner, "VARCHAR")])
+        return exp.Anonymous(this="regclass_name", expressions=[inner])
     if kind == "REGTYPE":
-        if isinstance(inner, exp.Literal) and inner.is_string:
+        if by_name:
             return exp.Anonymous(this="to_regtype", expressions=[inner])
         return exp.Anonymous(this="format_type", expressions=[inner, exp.Null()])
     if kind in ("OID", "REGNAMESPACE", "REGROLE", "XID", "REGCONFIG"):
@@ -287,6 +299,12 @@ def _literal(value: str | int | list[str] | None) -> exp.Expression:
     return exp.Literal.string(value)
 
 
+# PostgreSQL names a cast column by the type's internal name: SELECT 1::integer is "int4".
+_INTERNAL_TYPE_NAMES = {"decimal": "numeric", "int": "int4", "integer": "int4", "bigint": "int8",
+                        "smallint": "int2", "double": "float8", "float": "float4", "boolean": "bool",
+                        "timestamptz": "timestamptz", "char": "bpchar"}  # fmt: skip
+
+
 def _output_name(item: exp.Expression) -> str:
     """PostgreSQL's column name for a select-list item (FigureColname)."""
     if isinstance(item, exp.Alias):
@@ -308,9 +326,10 @@ def _figure_name(item: exp.Expression) -> tuple[str, int]:
         name, strength = _figure_name(item.this)
         if strength == 2:
             return name, 2
-        target = item.to
-        spelled = target.this if isinstance(target, exp.ObjectIdentifier) else target.sql("postgres")
-        return spelled.lower().split("(")[0], 1
+        spelled = _cast_target(item.to).lower()
+        return _INTERNAL_TYPE_NAMES.get(spelled, spelled), 1
+    if isinstance(item, exp.Boolean):
+        return "bool", 1
     if isinstance(item, exp.Case):
         return "case", 2
     if isinstance(item, exp.Func):

@@ -34,6 +34,9 @@ class Kind(Enum):
     BEGIN = "begin"
     COMMIT = "commit"
     ROLLBACK = "rollback"
+    SAVEPOINT = "savepoint"
+    RELEASE = "release"
+    ROLLBACK_TO = "rollback_to"
     OTHER = "other"  # refused
 
 
@@ -46,7 +49,12 @@ class Statement:
     plans: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-_TRANSACTION_WORDS = {
+_TRANSACTION_WORDS = {  # longest prefixes first
+    ("ROLLBACK", "TO"): Kind.ROLLBACK_TO,
+    ("ROLLBACK", "TRANSACTION", "TO"): Kind.ROLLBACK_TO,
+    ("ROLLBACK", "WORK", "TO"): Kind.ROLLBACK_TO,
+    ("SAVEPOINT",): Kind.SAVEPOINT,
+    ("RELEASE",): Kind.RELEASE,
     ("BEGIN",): Kind.BEGIN,
     ("START", "TRANSACTION"): Kind.BEGIN,
     ("COMMIT",): Kind.COMMIT,
@@ -87,7 +95,7 @@ def _split_tokens(tokens: list[Token]) -> list[list[Token]]:
 
 
 def _classify(tokens: list[Token], sql: str) -> Statement:
-    words = tuple(t.text.upper() for t in tokens[:3])
+    words = tuple(t.text.upper() for t in tokens[:4])
     for prefix, kind in _TRANSACTION_WORDS.items():
         if words[: len(prefix)] == prefix:
             return Statement(kind, None, words)

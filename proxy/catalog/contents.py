@@ -431,6 +431,8 @@ def relations(policy: Policy) -> list[Relation]:
                 ("indexprs", "VARCHAR"),
                 ("indpred", "VARCHAR"),
                 ("indnullsnotdistinct", "BOOLEAN"),
+                ("indclass", "BIGINT[]"),
+                ("indcollation", "BIGINT[]"),
             ),
         ),
         Relation(
@@ -610,9 +612,34 @@ def relations(policy: Policy) -> list[Relation]:
                 ("deptype", "VARCHAR"),
             ),
         ),
-        Relation("pgc", "pg_sequence", (("seqrelid", "BIGINT"), ("seqtypid", "BIGINT"))),
+        Relation(
+            "pgc",
+            "pg_sequence",
+            (
+                ("seqrelid", "BIGINT"),
+                ("seqtypid", "BIGINT"),
+                ("seqstart", "BIGINT"),
+                ("seqincrement", "BIGINT"),
+                ("seqmax", "BIGINT"),
+                ("seqmin", "BIGINT"),
+                ("seqcache", "BIGINT"),
+                ("seqcycle", "BOOLEAN"),
+            ),
+        ),
     ]
     empty += [
+        Relation(
+            "pgc",
+            "pg_opclass",
+            (
+                ("oid", "BIGINT"),
+                ("opcmethod", "BIGINT"),
+                ("opcname", "VARCHAR"),
+                ("opcnamespace", "BIGINT"),
+                ("opcintype", "BIGINT"),
+                ("opcdefault", "BOOLEAN"),
+            ),
+        ),
         Relation(
             "pgc",
             "pg_auth_members",

@@ -61,8 +61,12 @@ def _macros() -> list[str]:
         "CREATE MACRO pg_tablespace_location(t) AS ''",
         "CREATE MACRO txid_current() AS 1",
         "CREATE MACRO pg_char_to_encoding(e) AS 6",
-        "CREATE MACRO regclass_oid(n) AS (SELECT max(oid) FROM pgc.pg_class "
-        "WHERE relname = lower(regexp_replace(trim(n, '\"'), '^(public|\"public\")\\.', '')))",
+        # System catalogs keep PostgreSQL's fixed OIDs (pg_description.classoid = 'pg_class'::regclass).
+        "CREATE MACRO regclass_oid(n) AS CASE regexp_replace(lower(n), '^pg_catalog\\.', '') "
+        "WHEN 'pg_class' THEN 1259 WHEN 'pg_attribute' THEN 1249 WHEN 'pg_type' THEN 1247 "
+        "WHEN 'pg_proc' THEN 1255 WHEN 'pg_namespace' THEN 2615 WHEN 'pg_constraint' THEN 2606 "
+        "WHEN 'pg_database' THEN 1262 ELSE (SELECT max(oid) FROM pgc.pg_class "
+        "WHERE relname = lower(regexp_replace(trim(n, '\"'), '^(public|\"public\")\\.', ''))) END",
         "CREATE MACRO regclass_name(o) AS coalesce((SELECT max(relname) FROM pgc.pg_class WHERE oid = o), "
         "CAST(o AS VARCHAR))",
         "CREATE MACRO to_regtype(n) AS (SELECT max(oid) FROM pgc.pg_type WHERE typname = n)",

@@ -53,6 +53,7 @@ PARAMETER_TYPE = {
 
 PG_EPOCH = dt.date(2000, 1, 1)
 PG_EPOCH_TS = dt.datetime(2000, 1, 1)
+PG_EPOCH_TZ = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 def oid_of(pg_type: str) -> int:
@@ -133,24 +134,99 @@ def encode_text(value: Any) -> bytes | None:
     return str(value).encode("utf-8")
 
 
+def _numeric_binary(value: Any) -> bytes:
+    """PostgreSQL's binary numeric: base-10000 digits with weight, sign and display scale."""
+    number = (
+        value
+        if isinstance(value, Decimal)
+        else Decimal(repr(float(value)) if isinstance(value, float) else value)
+    )
+    if number.is_nan():
+        return struct.pack("!hhHh", 0, 0, 0xC000, 0)
+    if number.is_infinite():
+        return struct.pack("!hhHh", 0, 0, 0xD000 if number > 0 else 0xF000, 0)
+    sign, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)
+    dscale = max(-exponent, 0)
+    text = ("".join(map(str, digits)) + "0" * max(exponent, 0)).rjust(dscale + 1, "0")
+    integer, fraction = (text[: len(text) - dscale] or "0"), text[len(text) - dscale :]
+    integer = integer.lstrip("0")
+    integer = "0" * (-len(integer) % 4) + integer
+    fraction = fraction + "0" * (-len(fraction) % 4)
+    groups = [int(integer[i : i + 4]) for i in range(0, len(integer), 4)]
+    weight = len(groups) - 1
+    groups += [int(fraction[i : i + 4]) for i in range(0, len(fraction), 4)]
+    while groups and groups[0] == 0:  # leading zero groups lower the weight
+        groups.pop(0)
+        weight -= 1
+    while groups and groups[-1] == 0:
+        groups.pop()
+    if not groups:
+        weight = 0
+    header = struct.pack("!hhHh", len(groups), weight, 0x4000 if sign else 0, dscale)
+    return header + b"".join(struct.pack("!H", g) for g in groups)
+
+
+def _interval_binary(value: dt.timedelta) -> bytes:
+    micros = value // dt.timedelta(microseconds=1)
+    days, micros = divmod(micros, 86_400_000_000)
+    return struct.pack("!qii", micros, days, 0)
+
+
+def _timestamptz_binary(value: dt.datetime) -> bytes:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return struct.pack("!q", (value - PG_EPOCH_TZ) // dt.timedelta(microseconds=1))
+
+
 _BINARY: dict[str, Callable[[Any], bytes]] = {
     "bool": lambda v: b"\x01" if v else b"\x00",
     "int2": lambda v: struct.pack("!h", v),
     "int4": lambda v: struct.pack("!i", v),
     "int8": lambda v: struct.pack("!q", v),
+    "oid": lambda v: struct.pack("!I", v),
     "float4": lambda v: struct.pack("!f", v),
     "float8": lambda v: struct.pack("!d", v),
+    "numeric": _numeric_binary,
     "text": lambda v: str(v).encode("utf-8"),
     "varchar": lambda v: str(v).encode("utf-8"),
+    "name": lambda v: str(v).encode("utf-8"),
+    "bytea": bytes,
+    "uuid": lambda v: v.bytes if hasattr(v, "bytes") else bytes.fromhex(str(v).replace("-", "")),
     "date": lambda v: struct.pack("!i", (v - PG_EPOCH).days),
     "timestamp": lambda v: struct.pack("!q", (v - PG_EPOCH_TS) // dt.timedelta(microseconds=1)),
+    "timestamptz": _timestamptz_binary,
+    "interval": _interval_binary,
 }
+
+
+def _array_binary(element_type: str) -> Callable[[Any], bytes]:
+    element = _BINARY[element_type]
+    element_oid = TYPES[element_type][0]
+
+    def encode(values: Any) -> bytes:
+        items = list(values)
+        has_null = any(v is None for v in items)
+        if not items:
+            return struct.pack("!iii", 0, 0, element_oid)
+        out = [struct.pack("!iiiii", 1, int(has_null), element_oid, len(items), 1)]
+        for v in items:
+            if v is None:
+                out.append(struct.pack("!i", -1))
+            else:
+                data = element(v)
+                out.append(struct.pack("!i", len(data)) + data)
+        return b"".join(out)
+
+    return encode
 
 
 def encoder(pg_type: str, fmt: int) -> Callable[[Any], bytes | None]:
     if fmt == 0:
         return encode_text
     binary = _BINARY.get(pg_type)
+    if binary is None and pg_type.startswith("_") and pg_type[1:] in _BINARY:
+        binary = _array_binary(pg_type[1:])
     if binary is None:
         raise FeatureNotAllowed(
             f"binary format for type {pg_type} is not supported yet",
