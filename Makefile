@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 6432
 
-.PHONY: run test lint demo-data clean
+.PHONY: run test lint demo-data clients clean
 
 $(BIN)/privacylens: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,17 @@ run: demo-data
 	$(BIN)/privacylens serve --policy policies/demo.yaml --ledger var/ledger.sqlite --host $(HOST) --port $(PORT) \
 		--tls-cert var/tls/server.crt --tls-key var/tls/server.key
 
-test: $(BIN)/privacylens
-	@command -v psql >/dev/null || (apt-get update -qq && apt-get install -y -qq postgresql-client)
-	$(BIN)/python -m pytest -q
+# Real clients the suite drives: psql, pgJDBC, Go lib/pq (Debian), node-postgres (npm).
+CLIENT_PACKAGES := postgresql-client libpostgresql-jdbc-java golang-go golang-github-lib-pq-dev default-jre-headless nodejs npm
+
+clients:
+	@(command -v psql && command -v java && command -v go && command -v npm && test -f /usr/share/java/postgresql.jar \
+	  && test -d /usr/share/gocode/src/github.com/lib/pq) >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CLIENT_PACKAGES))
+	cd tests/clients/node && npm ci --silent --no-audit --no-fund
+
+test: $(BIN)/privacylens clients
+	PRIVACYLENS_REQUIRE_CLIENTS=1 $(BIN)/python -m pytest -q
 
 lint: $(BIN)/privacylens
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+import sqlglot
 from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed, UndefinedObject
@@ -135,6 +136,8 @@ def plan_catalog(
                 if len(args) != len(node.expressions):
                     raise FeatureNotAllowed(f"{name}() takes literal arguments only")
                 return _literal(lookup(name, args))
+            if name == "_pg_expandarray" and not isinstance(node.parent, exp.Table):
+                return _expandarray_in_select(node.expressions[0])
             if name in _RENAMED_FUNCTIONS:
                 return exp.Anonymous(this=_RENAMED_FUNCTIONS[name], expressions=node.expressions)
             if name == "current_schemas":
@@ -169,6 +172,15 @@ def plan_catalog(
         )
     )
     return CatalogQuery(tree.sql(dialect="duckdb"), types)
+
+
+def _expandarray_in_select(array: exp.Expression) -> exp.Expression:
+    """_pg_expandarray(a) in a select list: one (x, n) struct per element, as a set-returning call."""
+    template = sqlglot.parse_one(
+        "unnest(list_transform(generate_series(1, len(__a)), i -> struct_pack(x := __a[i], n := i)))",
+        read="duckdb",
+    )
+    return template.transform(lambda n: array.copy() if isinstance(n, exp.Column) and n.name == "__a" else n)
 
 
 def _children_first(tree: exp.Expression, fun: Callable[[exp.Expression], exp.Expression]) -> exp.Expression:

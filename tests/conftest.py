@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from demo.employees import generate
+from proxy.tls import make_self_signed
 from tests.proxy_process import ProxyProcess, start_proxy, write_policy
 
 
@@ -38,3 +39,25 @@ def proxy_factory(
 def proxy(proxy_factory: Callable[..., ProxyProcess]) -> ProxyProcess:
     """A shared proxy with a large budget, for tests that do not count budget."""
     return proxy_factory(**{"budget.epsilon": 100000.0})
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "server.crt", directory / "server.key"
+    make_self_signed(cert, key)
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def tls_proxy(proxy_factory: Callable[..., ProxyProcess], certificate: tuple[Path, Path]) -> ProxyProcess:
+    cert, key = certificate
+    return proxy_factory(_args=["--tls-cert", str(cert), "--tls-key", str(key)], **{"budget.epsilon": 1000.0})
+
+
+@pytest.fixture(scope="session")
+def tls_only_proxy(
+    proxy_factory: Callable[..., ProxyProcess], certificate: tuple[Path, Path]
+) -> ProxyProcess:
+    cert, key = certificate
+    return proxy_factory(_args=["--tls-cert", str(cert), "--tls-key", str(key), "--tls-required", "true"])

@@ -34,7 +34,7 @@ def write_policy(directory: Path, data_file: Path, **dataset_overrides: object) 
             target = target.setdefault(part, {})
         target[last] = value
     out = directory / f"policy-{len(list(directory.glob('policy-*.yaml')))}.yaml"
-    out.write_text(yaml.safe_dump(policy, allow_unicode=True))
+    out.write_text(yaml.safe_dump(policy, allow_unicode=True, sort_keys=False))
     return out
 
 

@@ -7,36 +7,12 @@ import shutil
 import socket
 import struct
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from proxy.tls import make_self_signed
 from tests.proxy_process import ProxyProcess
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "server.crt", directory / "server.key"
-    make_self_signed(cert, key)
-    return cert, key
-
-
-@pytest.fixture(scope="session")
-def tls_proxy(proxy_factory: Callable[..., ProxyProcess], certificate: tuple[Path, Path]) -> ProxyProcess:
-    cert, key = certificate
-    return proxy_factory(_args=["--tls-cert", str(cert), "--tls-key", str(key)], **{"budget.epsilon": 1000.0})
-
-
-@pytest.fixture(scope="session")
-def tls_only_proxy(
-    proxy_factory: Callable[..., ProxyProcess], certificate: tuple[Path, Path]
-) -> ProxyProcess:
-    cert, key = certificate
-    return proxy_factory(_args=["--tls-cert", str(cert), "--tls-key", str(key), "--tls-required", "true"])
 
 
 def test_psycopg_sslmode_require(tls_proxy: ProxyProcess) -> None:
