@@ -2,21 +2,21 @@
 
 Each dataset's Parquet/CSV source is loaded into an in-memory table at start-up; then external
 access is disabled and the configuration locked, so even SQL we generate cannot read files, load
-extensions or change settings. Queries run on a per-call cursor in a worker thread so the event loop
-keeps serving other clients; the cursor is kept so a cancel can interrupt it.
+extensions or change settings. Queries run on a per-call cursor in a worker thread
+(`proxy.running`), so the event loop keeps serving other clients and a cancel, a statement timeout
+or a disconnect can interrupt them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from pgerrors import InternalError, QueryCanceled
+from pgerrors import InternalError
+from proxy.running import Limits, RunningQuery, run_interruptible
 from rewriter.policy import Policy
 
 LOCKDOWN = (
@@ -37,41 +37,16 @@ class DuckDBEngine:
         self._con = con
 
     async def run(
-        self, sql: str, params: Sequence[Any], running: RunningQuery
+        self, sql: str, params: Sequence[Any], running: RunningQuery, limits: Limits
     ) -> tuple[list[str], list[tuple]]:
         cursor = self._con.cursor()
-        running.attach(cursor)
         try:
-            return await asyncio.to_thread(_fetch, cursor, sql, list(params))
-        except duckdb.InterruptException as err:
-            raise QueryCanceled("canceling statement due to user request") from err
+            return await run_interruptible(cursor, lambda: _fetch(cursor, sql, list(params)), running, limits)
         except duckdb.Error as err:
             # Never echo engine text: it could quote data. The log keeps the detail for admins.
             raise InternalError("the query engine failed to run this query") from err
         finally:
-            running.detach()
             cursor.close()
-
-
-class RunningQuery:
-    """The cursor a session is running, so a cancel can interrupt it."""
-
-    def __init__(self) -> None:
-        self._cursor: duckdb.DuckDBPyConnection | None = None
-        self._lock = threading.Lock()
-
-    def attach(self, cursor: duckdb.DuckDBPyConnection) -> None:
-        with self._lock:
-            self._cursor = cursor
-
-    def detach(self) -> None:
-        with self._lock:
-            self._cursor = None
-
-    def interrupt(self) -> None:
-        with self._lock:
-            if self._cursor is not None:
-                self._cursor.interrupt()
 
 
 def _fetch(cursor: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> tuple[list[str], list[tuple]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,8 @@ from privacy.budget import PureDP
 from privacy.ledger import Ledger
 from privacy.release import release
 from proxy.catalog.engine import CatalogEngine
-from proxy.engine import DuckDBEngine, RunningQuery
+from proxy.engine import DuckDBEngine
+from proxy.running import Limits, RunningQuery
 from proxy.session_settings import SERVER_VERSION_LONG, Settings
 from rewriter.catalog_query import CatalogQuery, plan_catalog, reads_no_data
 from rewriter.context import RewriteContext
@@ -44,6 +45,7 @@ class SessionState:
     settings: Settings = field(default_factory=Settings)
     transaction: str = "I"  # ReadyForQuery status: I idle, T in transaction, E failed transaction
     running: RunningQuery = field(default_factory=RunningQuery)
+    disconnected: Callable[[], bool] = field(default=lambda: False)
 
 
 @dataclass
@@ -61,8 +63,11 @@ class Description:
 
 
 class Gateway:
-    def __init__(self, policy: Policy, engine: DuckDBEngine, ledger: Ledger) -> None:
+    def __init__(
+        self, policy: Policy, engine: DuckDBEngine, ledger: Ledger, max_statement_seconds: float = 300.0
+    ) -> None:
         self.policy = policy
+        self.max_statement_seconds = max_statement_seconds
         self.engine = engine
         self.ledger = ledger
         self.catalog = CatalogEngine(policy)
@@ -75,7 +80,7 @@ class Gateway:
         """Parameter types and result columns, from the plan alone."""
         if self._reads_no_data(statement):
             query = self._catalog_query(statement, state, declared)
-            columns, _ = self.catalog.run(query.sql, [None] * len(query.parameter_types))
+            columns = self.catalog.describe(query.sql, [None] * len(query.parameter_types))
             return Description(query.parameter_types, _columns(columns))
         if statement.kind is Kind.AGGREGATE:
             plan = self._plan(statement, state, declared)
@@ -114,7 +119,7 @@ class Gateway:
         kind = statement.kind
         if self._reads_no_data(statement):
             query = self._catalog_query(statement, state, declared)
-            columns, rows = self.catalog.run(query.sql, params)
+            columns, rows = await self.catalog.run(query.sql, params, state.running, self._limits(state))
             return Result(_columns(columns), rows, f"SELECT {len(rows)}")
         if kind is Kind.AGGREGATE:
             return await self._aggregate(statement, state, params, declared)
@@ -163,7 +168,9 @@ class Gateway:
         balance = await asyncio.to_thread(
             self.ledger.debit, plan.dataset, state.user, cost, total, plan.fingerprint
         )
-        engine_columns, engine_rows = await self.engine.run(plan.engine_sql, params, state.running)
+        engine_columns, engine_rows = await self.engine.run(
+            plan.engine_sql, params, state.running, self._limits(state)
+        )
         rows = release(plan, engine_columns, engine_rows)
         notice = (
             f'ε spent {cost.epsilon:.2f} of {total.epsilon:.2f} on dataset "{plan.dataset}" '
@@ -192,6 +199,14 @@ class Gateway:
             declared_parameter_types=declared,
         )
         return plan_query(statement.tree, ctx)
+
+    def _limits(self, state: SessionState) -> Limits:
+        """The session's statement_timeout, never above the server's maximum; and its disconnect check."""
+        session_ms = int(state.settings.values.get("statement_timeout") or 0)
+        seconds = self.max_statement_seconds
+        if session_ms > 0:
+            seconds = min(seconds, session_ms / 1000)
+        return Limits(timeout_seconds=seconds if seconds > 0 else None, disconnected=state.disconnected)
 
     def _reads_no_data(self, statement: Statement) -> bool:
         """SELECT without FROM, or a query over catalog relations only: the data-less catalog engine."""

@@ -39,7 +39,9 @@ class Server:
         self.settings = settings
         policy = load_policy(settings.policy)
         self.verifiers = Verifiers(policy.users)
-        self.gateway = Gateway(policy, DuckDBEngine(policy), Ledger(settings.ledger))
+        self.gateway = Gateway(
+            policy, DuckDBEngine(policy), Ledger(settings.ledger), settings.statement_timeout
+        )
         self.sessions: dict[int, tuple[int, SessionState]] = {}
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise ValueError("give both tls_cert and tls_key, or neither")
@@ -83,6 +85,8 @@ class Server:
             database = startup.parameters.get("database", user)
             state = SessionState(user, self.verifiers.role(user), database, pid, tls=startup.tls)
             self.sessions[pid] = (secret, state)
+            # A closed client shows as EOF on the reader (asyncio keeps the transport half-open).
+            state.disconnected = lambda: reader.at_eof() or writer.transport.is_closing()
             connection = Connection(reader, writer, self.gateway, state)
             connection.greet(startup.parameters, secret)
             try:

@@ -86,6 +86,8 @@ class Settings:
             raise InvalidParameterValue(f'client_encoding "{value}" is not supported', hint="Use UTF8.")
         if key in _FIXED and value.lower() not in _FIXED[key]:
             raise InvalidParameterValue(f"{name} can only be {', '.join(_FIXED[key])}")
+        if key == "statement_timeout":
+            value = str(parse_duration_ms(name, value))
         if key == "dp.epsilon" and value != "":
             _positive_number(name, value)
         if key == "dp.confidence" and value != "":
@@ -131,3 +133,23 @@ def _positive_number(name: str, value: str) -> float:
     if not number > 0 or number == float("inf"):
         raise InvalidParameterValue(f"{name} must be a positive number, not {value!r}")
     return number
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(name: str, value: str) -> int:
+    """PostgreSQL's time setting syntax: a number of milliseconds, or a number with a unit.
+
+    >>> [parse_duration_ms("t", v) for v in ("250", "5s", "1min", "0", "1.5s")]
+    [250, 5000, 60000, 0, 1500]
+    """
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*", value)
+    if match is None:
+        raise InvalidParameterValue(
+            f'invalid value for parameter "{name}": "{value}"',
+            hint='Give milliseconds, or a number with a unit: "5s", "2min".',
+        )
+    return round(float(match.group(1)) * _UNITS_MS[match.group(2) or "ms"])

@@ -25,6 +25,12 @@ SETTINGS = (
     Setting("tls_key", "", "PEM private key of tls_cert."),
     Setting("tls_required", "false", "true: refuse clients that do not use TLS (28000)."),
     Setting("auth_timeout", "30", "Seconds a client has to finish start-up and authentication."),
+    Setting(
+        "statement_timeout",
+        "300",
+        "Longest any statement may run, in seconds (0: no limit); sessions "
+        "may SET a shorter statement_timeout.",
+    ),
     Setting("log_level", "INFO", "Python logging level for the proxy's log on stderr."),
 )
 
@@ -39,6 +45,7 @@ class ProxySettings:
     tls_key: str
     tls_required: bool
     auth_timeout: float
+    statement_timeout: float
     log_level: str
 
     @classmethod

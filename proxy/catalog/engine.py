@@ -7,7 +7,6 @@ external access disabled and its configuration locked, like the data engine.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ import duckdb
 from pgerrors import PgError, UndefinedObject
 from proxy.catalog.contents import OWNER_NAME, relations, type_name_sql
 from proxy.engine import LOCKDOWN
+from proxy.running import Limits, RunningQuery, run_interruptible
 from rewriter.policy import Policy
 
 _ALWAYS_TRUE = ["pg_table_is_visible", "pg_type_is_visible", "pg_function_is_visible"]
@@ -105,23 +105,47 @@ class CatalogEngine:
         for statement in LOCKDOWN:
             con.execute(statement)
         self._con = con
-        self._lock = threading.Lock()
         self.relation_names = {(r.schema, r.name) for r in relations(policy)}
 
-    def run(self, sql: str, params: Sequence[Any]) -> tuple[list[tuple[str, str]], list[tuple]]:
-        """([(column name, DuckDB type)], rows).
+    def describe(self, sql: str, params: Sequence[Any]) -> list[tuple[str, str]]:
+        """[(column name, DuckDB type)] from DuckDB's lazy relation: planned, never executed."""
+        cursor = self._con.cursor()
+        try:
+            relation = cursor.sql(sql, params=list(params))
+            return [
+                (str(name), str(kind)) for name, kind in zip(relation.columns, relation.types, strict=True)
+            ]
+        except duckdb.Error as err:
+            raise _as_pg_error(err) from err
+        finally:
+            cursor.close()
+
+    async def run(
+        self, sql: str, params: Sequence[Any], running: RunningQuery, limits: Limits
+    ) -> tuple[list[tuple[str, str]], list[tuple]]:
+        """([(column name, DuckDB type)], rows), in a worker thread that a cancel can interrupt.
 
         Errors carry DuckDB's own text: this engine holds no private data to leak.
         """
-        with self._lock:
-            try:
-                cursor = self._con.execute(sql, list(params))
-            except duckdb.CatalogException as err:
-                raise UndefinedObject(_first_line(err)) from err
-            except duckdb.Error as err:
-                raise PgError(_first_line(err)) from err
-            columns = [(str(d[0]), str(d[1])) for d in cursor.description or []]
-            return columns, cursor.fetchall()
+        cursor = self._con.cursor()
+
+        def work() -> tuple[list[tuple[str, str]], list[tuple]]:
+            result = cursor.execute(sql, list(params))
+            columns = [(str(d[0]), str(d[1])) for d in result.description or []]
+            return columns, result.fetchall()
+
+        try:
+            return await run_interruptible(cursor, work, running, limits)
+        except duckdb.Error as err:
+            raise _as_pg_error(err) from err
+        finally:
+            cursor.close()
+
+
+def _as_pg_error(err: duckdb.Error) -> PgError:
+    if isinstance(err, duckdb.CatalogException):
+        return UndefinedObject(_first_line(err))
+    return PgError(_first_line(err))
 
 
 def _first_line(err: Exception) -> str:
