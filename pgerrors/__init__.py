@@ -127,6 +127,12 @@ class UndefinedObject(PgError):
     sqlstate = "42704"
 
 
+class DuplicateCursor(PgError):
+    """DECLARE of a cursor name that is already open."""
+
+    sqlstate = "42P03"
+
+
 class InternalError(PgError):
     """Something broke inside PrivacyLens. The message never carries data."""
 

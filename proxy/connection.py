@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from pgerrors import (
+    DuplicateCursor,
+    FeatureNotAllowed,
     InternalError,
     PgError,
     ProtocolViolation,
@@ -26,7 +28,7 @@ from proxy.gateway import Description, Gateway, Result, SessionState
 from proxy.session_settings import CLIENT_DEFAULTS, DISPLAY_NAMES, REPORTED, SERVER_PARAMETERS, Settings
 from proxy.wire import codec
 from proxy.wire.types import declared_type, decode_parameter, encoder, oid_of, size_of
-from rewriter.parse import Statement, split_statements
+from rewriter.parse import Kind, Statement, split_statements
 
 log = logging.getLogger("privacylens.connection")
 
@@ -49,6 +51,8 @@ class Portal:
     result_formats: tuple[int, ...]
     result: Result | None = None
     sent: int = 0
+    cursor: bool = False  # made by DECLARE (an SQL-level cursor), not by Bind
+    holdable: bool = False  # DECLARE ... WITH HOLD: survives COMMIT / ROLLBACK
 
 
 @dataclass
@@ -139,7 +143,7 @@ class Connection:
             else:
                 self._check_all(statements)
                 for statement in statements:
-                    result = await self.gateway.execute(statement, self.state)
+                    result = await self.run(statement)
                     self.send_result(result, None, formats=())
         except PgError as error:
             self.error(error)
@@ -156,6 +160,65 @@ class Connection:
         scratch = replace(self.state, settings=Settings(dict(self.state.settings.values)))
         for statement in statements:
             self.gateway.check(statement, scratch)
+
+    # ---- statements that act on this connection's portals --------------------------------------
+
+    async def run(
+        self, statement: Statement, params: list[Any] | None = None, declared: tuple[str | None, ...] = ()
+    ) -> Result:
+        kind = statement.kind
+        if kind is Kind.DECLARE and statement.inner is not None:
+            if statement.cursor in self.portals:
+                raise DuplicateCursor(f'cursor "{statement.cursor}" already exists')
+            result = await self.gateway.execute(statement.inner, self.state, params or [], declared)
+            if result.columns is None:
+                raise FeatureNotAllowed("a cursor can only be declared for a query that returns rows")
+            description = Description((), result.columns)
+            prepared = Prepared(statement.inner, (), declared, description)
+            self.portals[statement.cursor] = Portal(
+                prepared, params or [], (), result, 0, True, statement.holdable
+            )
+            return Result(None, [], "DECLARE CURSOR", result.notices)
+        if kind in (Kind.FETCH, Kind.MOVE):
+            portal = self._cursor(statement.cursor)
+            assert portal.result is not None
+            end = (
+                len(portal.result.rows)
+                if statement.count is None
+                else min(len(portal.result.rows), portal.sent + statement.count)
+            )
+            rows = portal.result.rows[portal.sent : end]
+            portal.sent = end
+            if kind is Kind.MOVE:
+                return Result(None, [], f"MOVE {len(rows)}")
+            return Result(portal.result.columns, rows, f"FETCH {len(rows)}")
+        if kind is Kind.CLOSE:
+            if statement.cursor:
+                self._cursor(statement.cursor)
+                del self.portals[statement.cursor]
+            else:
+                for name in [n for n, p in self.portals.items() if p.cursor]:
+                    del self.portals[name]
+            return Result(None, [], "CLOSE CURSOR")
+        result = await self.gateway.execute(statement, self.state, params or [], declared)
+        if kind in (Kind.COMMIT, Kind.ROLLBACK):  # the transaction's cursors end with it
+            for name in [n for n, p in self.portals.items() if p.cursor and not p.holdable]:
+                del self.portals[name]
+        return result
+
+    def _cursor(self, name: str) -> Portal:
+        portal = self.portals.get(name)
+        if portal is None or not portal.cursor:
+            raise UndefinedCursor(f'cursor "{name}" does not exist')
+        return portal
+
+    def _columns(self, prepared: Prepared) -> list[tuple[str, str]] | None:
+        """Result columns of a prepared statement; a FETCH has its cursor's columns."""
+        statement = prepared.statement
+        if statement is not None and statement.kind is Kind.FETCH:
+            portal = self.portals.get(statement.cursor)
+            return portal.result.columns if portal is not None and portal.result is not None else None
+        return prepared.description.columns
 
     # ---- extended query -------------------------------------------------------------------------
 
@@ -190,7 +253,7 @@ class Connection:
             decode_parameter(pg_type, self._declared_oid(prepared, i, pg_type), formats[i], raw)
             for i, (pg_type, raw) in enumerate(zip(types, message.values, strict=True))
         ]
-        columns = prepared.description.columns or []
+        columns = self._columns(prepared) or []
         result_formats = _expand(message.result_formats, len(columns))
         for (_, pg_type), fmt in zip(columns, result_formats, strict=True):
             encoder(pg_type, fmt)  # refuse an unsupported binary format now, not mid-result
@@ -207,12 +270,12 @@ class Connection:
             self.out += codec.parameter_description(
                 [self._declared_oid(prepared, i, t) for i, t in enumerate(types)]
             )
-            self._describe_rows(prepared.description.columns, ())
+            self._describe_rows(self._columns(prepared), ())
             return
         portal = self.portals.get(name)
         if portal is None:
             raise UndefinedCursor(f'portal "{name}" does not exist')
-        self._describe_rows(portal.prepared.description.columns, portal.result_formats)
+        self._describe_rows(self._columns(portal.prepared), portal.result_formats)
 
     async def execute(self, body: bytes) -> None:
         name, max_rows = codec.parse_execute(body)
@@ -224,9 +287,7 @@ class Connection:
             self.out += codec.empty_query_response()
             return
         if portal.result is None:
-            portal.result = await self.gateway.execute(
-                statement, self.state, portal.params, portal.prepared.declared
-            )
+            portal.result = await self.run(statement, portal.params, portal.prepared.declared)
             for notice in portal.result.notices:
                 self.out += codec.notice_response(notice)
         self.send_result(portal.result, portal, portal.result_formats, max_rows=max_rows, describe=False)

@@ -87,6 +87,9 @@ class Gateway:
             return Description(plan.parameter_types, [(c.name, c.pg_type) for c in plan.columns])
         if statement.kind is Kind.SHOW:
             return Description((), [(_show_name(statement), "text")])
+        if statement.kind is Kind.DECLARE:  # NoData, but the cursor's query is checked now
+            inner = self.describe(statement.inner, state, declared) if statement.inner else None
+            return Description(inner.parameter_types if inner else (), None)
         if statement.kind in (Kind.OTHER, Kind.CONSTANT):
             raise _refusal(statement)
         return Description((), None)
@@ -97,7 +100,7 @@ class Gateway:
         `scratch` is a throw-away copy of the session: a SET is applied to it, so later statements
         of the same string are checked with the settings they will run under.
         """
-        if statement.kind in (Kind.AGGREGATE, Kind.CONSTANT, Kind.OTHER):
+        if statement.kind in (Kind.AGGREGATE, Kind.CONSTANT, Kind.OTHER, Kind.DECLARE):
             self.describe(statement, scratch)
         elif statement.kind is Kind.SET:
             self._set(statement, scratch)

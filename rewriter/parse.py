@@ -18,7 +18,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
-from pgerrors import SyntaxErrorPg
+from pgerrors import FeatureNotAllowed, SyntaxErrorPg
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -34,6 +34,10 @@ class Kind(Enum):
     BEGIN = "begin"
     COMMIT = "commit"
     ROLLBACK = "rollback"
+    DECLARE = "declare"  # DECLARE name CURSOR FOR query: the query runs once, rows wait in a portal
+    FETCH = "fetch"
+    MOVE = "move"
+    CLOSE = "close"
     SAVEPOINT = "savepoint"
     RELEASE = "release"
     ROLLBACK_TO = "rollback_to"
@@ -45,6 +49,10 @@ class Statement:
     kind: Kind
     tree: exp.Expression | None
     words: tuple[str, ...] = ()  # upper-cased leading keywords, for token-recognised statements
+    cursor: str = ""  # DECLARE / FETCH / MOVE / CLOSE: the cursor's name ("" with CLOSE ALL)
+    count: int | None = None  # FETCH / MOVE: rows to move forward; None means ALL
+    inner: Statement | None = None  # DECLARE: the query
+    holdable: bool = False  # DECLARE ... WITH HOLD
     # Plans already made for this statement, keyed by everything a plan depends on (see Gateway).
     plans: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -74,14 +82,18 @@ REFUSED_KEYWORDS = frozenset({
 
 def split_statements(sql: str) -> list[Statement]:
     """Parse `sql` into classified statements; empty statements are dropped. Raises SyntaxErrorPg."""
-    try:
-        tokens = sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
-    except TokenError as err:
-        raise SyntaxErrorPg(f"syntax error: {err}") from err
+    tokens = _tokenize(sql)
     statements = []
     for chunk in _split_tokens(tokens):
         statements.append(_classify(chunk, sql))
     return statements
+
+
+def _tokenize(sql: str) -> list[Token]:
+    try:
+        return sqlglot.Dialect.get_or_raise(DIALECT).tokenize(sql)
+    except TokenError as err:
+        raise SyntaxErrorPg(f"syntax error: {err}") from err
 
 
 def _split_tokens(tokens: list[Token]) -> list[list[Token]]:
@@ -99,6 +111,20 @@ def _classify(tokens: list[Token], sql: str) -> Statement:
     for prefix, kind in _TRANSACTION_WORDS.items():
         if words[: len(prefix)] == prefix:
             return Statement(kind, None, words)
+    if words[0] in ("DECLARE", "FETCH") and len(tokens) == 2 and tokens[1].token_type == TokenType.STRING:
+        # sqlglot lexes these as a command plus the rest of the statement as one string: lex the rest.
+        rest = tokens[1].text
+        tokens = [tokens[0], *_tokenize(rest)]
+        sql = rest
+    if words[0] == "DECLARE":
+        return _declare(tokens, sql)
+    if words[0] in ("FETCH", "MOVE"):
+        return _fetch(tokens)
+    if words[0] == "CLOSE":
+        names = [t.text for t in tokens[1:]]
+        if len(names) != 1:
+            raise SyntaxErrorPg("syntax error in CLOSE", hint="CLOSE cursor_name, or CLOSE ALL")
+        return Statement(Kind.CLOSE, None, words, cursor="" if names[0].upper() == "ALL" else names[0])
     if words[0] in REFUSED_KEYWORDS:
         return Statement(Kind.OTHER, None, words)
     if words[0] in ("SHOW", "RESET", "DISCARD", "DEALLOCATE"):
@@ -119,6 +145,64 @@ def _classify(tokens: list[Token], sql: str) -> Statement:
     else:
         kind = Kind.OTHER
     return Statement(kind, tree, words)
+
+
+_DECLARE_OPTIONS = {
+    "BINARY",
+    "ASENSITIVE",
+    "INSENSITIVE",
+    "NO",
+    "SCROLL",
+    "CURSOR",
+    "WITH",
+    "WITHOUT",
+    "HOLD",
+}
+
+
+def _declare(tokens: list[Token], sql: str) -> Statement:
+    """DECLARE name [options] CURSOR [WITH | WITHOUT HOLD] FOR query."""
+    if len(tokens) < 5:
+        raise SyntaxErrorPg("syntax error in DECLARE", hint="DECLARE name CURSOR FOR SELECT ...")
+    name = tokens[1].text
+    options = []
+    index = 2
+    while index < len(tokens) and tokens[index].text.upper() != "FOR":
+        options.append(tokens[index].text.upper())
+        index += 1
+    if index >= len(tokens) - 1 or "CURSOR" not in options or not set(options) <= _DECLARE_OPTIONS:
+        raise SyntaxErrorPg("syntax error in DECLARE", hint="DECLARE name CURSOR FOR SELECT ...")
+    if "SCROLL" in options and "NO" not in options:
+        raise FeatureNotAllowed("scrollable cursors are not supported", hint="Declare the cursor NO SCROLL.")
+    query = sql[tokens[index + 1].start : tokens[-1].end + 1]
+    inner = _classify(tokens[index + 1 :], sql) if query else None
+    holdable = "WITH" in options and "HOLD" in options
+    return Statement(Kind.DECLARE, None, ("DECLARE",), cursor=name, inner=inner, holdable=holdable)
+
+
+def _fetch(tokens: list[Token]) -> Statement:
+    """FETCH / MOVE [NEXT | FORWARD [n | ALL] | n | ALL] [FROM | IN] name (forward only)."""
+    kind = Kind.FETCH if tokens[0].text.upper() == "FETCH" else Kind.MOVE
+    words = [t.text for t in tokens[1:]]
+    if not words:
+        raise SyntaxErrorPg(f"syntax error in {kind.value.upper()}")
+    name = words[-1]
+    middle = [w.upper() for w in words[:-1] if w.upper() not in ("FROM", "IN")]
+    count: int | None = 1
+    if middle and middle[0] == "FORWARD":
+        middle = middle[1:]
+    if middle == ["NEXT"] or not middle:
+        count = 1
+    elif middle == ["ALL"]:
+        count = None
+    elif len(middle) == 1 and middle[0].isdigit():
+        count = int(middle[0])
+    else:
+        raise FeatureNotAllowed(
+            f"{kind.value.upper()} {' '.join(middle)} is not supported",
+            hint="Cursors move forward only: FETCH FORWARD n FROM name, or FETCH ALL.",
+        )
+    return Statement(kind, None, (kind.value.upper(),), cursor=name, count=count)
 
 
 def _syntax_message(err: ParseError) -> str:

@@ -243,3 +243,60 @@ def test_multi_statement_string_is_checked_with_its_own_settings(proxy: ProxyPro
         with pytest.raises(errors.InvalidParameterValue):
             conn.execute("SET dp.epsilon = 60; SELECT COUNT(*) FROM employees")
         assert conn.execute("SHOW dp.epsilon").fetchone() == ("0.3",)  # nothing of the refused string ran
+
+
+def test_server_side_cursor_is_charged_once(proxy: ProxyProcess) -> None:
+    before = spent_micro(proxy)
+    with psycopg.connect(proxy.dsn()) as conn, conn.cursor(name="by_department") as cur:
+        cur.execute("SELECT department, COUNT(*) FROM employees WHERE age > %s GROUP BY department", (30,))
+        first = cur.fetchmany(3)
+        rest = cur.fetchall()
+        assert len(first) == 3 and len(rest) == 7
+        assert [d.name for d in cur.description or []] == [
+            "department",
+            "count",
+            "count_ci_low",
+            "count_ci_high",
+            "suppressed",
+        ]
+    assert spent_micro(proxy) - before == 500_000
+
+
+def test_sql_cursor_statements(proxy: ProxyProcess) -> None:
+    with connect(proxy) as conn:
+        conn.execute("BEGIN")
+        conn.execute(
+            "DECLARE c NO SCROLL CURSOR FOR SELECT department, COUNT(*) FROM employees GROUP BY department"
+        )
+        assert len(conn.execute("FETCH FORWARD 4 FROM c").fetchall()) == 4
+        assert conn.execute("MOVE 5 IN c").statusmessage == "MOVE 5"
+        assert len(conn.execute("FETCH ALL FROM c").fetchall()) == 1
+        conn.execute("CLOSE c")
+        with pytest.raises(errors.InvalidCursorName):
+            conn.execute("FETCH c")
+        conn.execute("ROLLBACK")
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute("DECLARE s SCROLL CURSOR FOR SELECT 1")
+
+
+def test_binary_results_pipeline_and_prepare(proxy: ProxyProcess) -> None:
+    with connect(proxy) as conn:
+        n, low, high, avg, avg_low, avg_high, suppressed = (
+            conn.cursor(binary=True).execute("SELECT COUNT(*), AVG(salary) FROM employees").fetchone()
+        )
+        assert low <= n <= high and avg_low <= avg <= avg_high and suppressed is False
+        with conn.pipeline():
+            one = conn.execute("SELECT 1")
+            sales = conn.execute("SELECT COUNT(*) FROM employees WHERE department = %s", ("Sales",))
+        assert one.fetchone() == (1,) and sales.fetchone()[3] is False
+        for _ in range(3):
+            assert conn.execute("SELECT %s::int AS x", (7,), prepare=True).fetchone() == (7,)
+
+
+def test_pipeline_error_skips_to_sync_and_recovers(proxy: ProxyProcess) -> None:
+    with connect(proxy) as conn:
+        with pytest.raises(errors.FeatureNotSupported), conn.pipeline():
+            conn.execute("SELECT 1")
+            conn.execute("SELECT * FROM employees")
+            conn.execute("SELECT 2")
+        assert conn.execute("SELECT 3").fetchone() == (3,)
