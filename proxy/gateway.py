@@ -31,6 +31,7 @@ from rewriter.parse import Kind, Statement
 from rewriter.pipeline import plan_query
 from rewriter.plan import PgType, Plan
 from rewriter.policy import Policy
+from rewriter.schema_probe import probe_columns
 
 Column = tuple[str, str]  # (name, PostgreSQL type name)
 
@@ -82,6 +83,9 @@ class Gateway:
             query = self._catalog_query(statement, state, declared)
             columns = self.catalog.describe(query.sql, [None] * len(query.parameter_types))
             return Description(query.parameter_types, _columns(columns))
+        probe = self._probe(statement)
+        if probe is not None:
+            return Description((), probe)
         if statement.kind is Kind.AGGREGATE:
             plan = self._plan(statement, state, declared)
             return Description(plan.parameter_types, [(c.name, c.pg_type) for c in plan.columns])
@@ -124,6 +128,9 @@ class Gateway:
             query = self._catalog_query(statement, state, declared)
             columns, rows = await self.catalog.run(query.sql, params, state.running, self._limits(state))
             return Result(_columns(columns), rows, f"SELECT {len(rows)}")
+        probe = self._probe(statement)
+        if probe is not None:
+            return Result(probe, [], "SELECT 0")
         if kind is Kind.AGGREGATE:
             return await self._aggregate(statement, state, params, declared)
         if kind is Kind.SET:
@@ -210,6 +217,12 @@ class Gateway:
         if session_ms > 0:
             seconds = min(seconds, session_ms / 1000)
         return Limits(timeout_seconds=seconds if seconds > 0 else None, disconnected=state.disconnected)
+
+    def _probe(self, statement: Statement) -> list[Column] | None:
+        """A schema probe (no rows whatever the data) is answered from metadata; auditors included."""
+        if statement.kind is not Kind.AGGREGATE or statement.tree is None:
+            return None
+        return probe_columns(statement.tree, self.policy)
 
     def _reads_no_data(self, statement: Statement) -> bool:
         """SELECT without FROM, or a query over catalog relations only: the data-less catalog engine."""

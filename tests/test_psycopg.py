@@ -300,3 +300,34 @@ def test_pipeline_error_skips_to_sync_and_recovers(proxy: ProxyProcess) -> None:
             conn.execute("SELECT * FROM employees")
             conn.execute("SELECT 2")
         assert conn.execute("SELECT 3").fetchone() == (3,)
+
+
+@pytest.mark.parametrize(
+    "probe",
+    [
+        "SELECT * FROM employees WHERE 1 <> 1",
+        "SELECT * FROM public.employees LIMIT 0",
+        'SELECT e.* FROM "public"."employees" e WHERE 1 = 0',
+        "SELECT * FROM employees WHERE false LIMIT 0",
+    ],
+)
+def test_schema_probes_answer_columns_without_rows_or_cost(proxy: ProxyProcess, probe: str) -> None:
+    before = spent_micro(proxy)
+    with connect(proxy) as conn:
+        cur = conn.execute(probe)  # type: ignore[arg-type]
+        assert [d.name for d in cur.description or []] == [
+            "user_id",
+            "department",
+            "salary",
+            "age",
+            "hire_date",
+        ]
+        assert cur.fetchall() == []
+        named = conn.execute("SELECT salary AS s, department FROM employees WHERE 1 = 2")
+        assert [(d.name, d.type_code) for d in named.description or []] == [("s", 701), ("department", 25)]
+    assert spent_micro(proxy) == before
+
+
+def test_a_real_filter_is_not_a_probe(proxy: ProxyProcess) -> None:
+    with connect(proxy) as conn, pytest.raises(errors.FeatureNotSupported):
+        conn.execute("SELECT * FROM employees WHERE salary < 0 LIMIT 5")
