@@ -1,4 +1,4 @@
-"""The policy's users and their SCRAM-SHA-256 verifiers.
+"""The policy's users and their SCRAM-SHA-256 verifiers (a user without one logs in with a JWT).
 
 An unknown user gets a made-up verifier derived from a per-process secret, so the exchange looks
 the same and fails only at the end: the server never reveals which user names exist.
@@ -17,11 +17,16 @@ from rewriter.policy import User
 class Verifiers:
     def __init__(self, users: dict[str, User]) -> None:
         self._users = users
-        self._parsed = {name: Verifier.parse(user.password) for name, user in users.items()}
+        self._parsed = {
+            name: Verifier.parse(u.password) for name, u in users.items() if u.password is not None
+        }
         self._secret = os.urandom(32)
 
     def known(self, user: str) -> bool:
         return user in self._users
+
+    def has_password(self, user: str) -> bool:
+        return user in self._parsed
 
     def role(self, user: str) -> str:
         return self._users[user].role

@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     cert.add_argument("--out-dir", default="var/tls")
     cert.add_argument("--hostname", action="append", default=None, help="DNS name (repeatable)")
 
+    token = commands.add_parser("issue-token", help="print a development JWT (HS256, from jwt_secret)")
+    token.add_argument("--user", required=True, help="the token's subject: the user name to log in as")
+    token.add_argument("--role", default="analyst", choices=["analyst", "admin", "auditor"])
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+
     hashing = commands.add_parser("hash-password", help="print a SCRAM-SHA-256 verifier for a policy file")
     hashing.add_argument("--password", help="read from the terminal when omitted")
 
@@ -57,6 +62,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{out} exists (use --force to rewrite)")
             return 0
         print(f"wrote {generate(out)} rows to {out}")
+        return 0
+    if args.command == "issue-token":
+        from proxy.tokens import issue_development_token
+
+        settings = ProxySettings.resolve({})
+        if not settings.jwt_secret or not settings.jwt_issuer:
+            print("set PRIVACYLENS_JWT_SECRET and PRIVACYLENS_JWT_ISSUER first", file=sys.stderr)
+            return 2
+        print(
+            issue_development_token(
+                settings.jwt_secret,
+                args.user,
+                args.role,
+                settings.jwt_audience,
+                settings.jwt_issuer,
+                args.ttl,
+            )
+        )
         return 0
     if args.command == "make-cert":
         from proxy.tls import make_self_signed

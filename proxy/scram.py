@@ -123,3 +123,10 @@ class ScramServer:
         if not hmac.compare_digest(hashlib.sha256(client_key).digest(), self.verifier.stored_key):
             raise ScramError("wrong password")
         return "v=" + _b64(_hmac(self.verifier.server_key, auth_message))
+
+
+def password_matches(verifier: Verifier, password: str) -> bool:
+    """Check a cleartext password (sent inside TLS) against a stored SCRAM verifier."""
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), verifier.salt, verifier.iterations)
+    stored_key = hashlib.sha256(_hmac(salted, b"Client Key")).digest()
+    return hmac.compare_digest(stored_key, verifier.stored_key)

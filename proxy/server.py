@@ -23,6 +23,7 @@ from proxy.gateway import Gateway, SessionState
 from proxy.settings import ProxySettings
 from proxy.startup import Transport, negotiate
 from proxy.tls import server_context
+from proxy.tokens import TokenVerifier
 from proxy.wire import codec
 from rewriter.policy import load_policy
 
@@ -48,7 +49,17 @@ class Server:
         if settings.tls_required and not settings.tls_cert:
             raise ValueError("tls_required needs tls_cert and tls_key")
         context = server_context(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
-        self.transport = Transport(context, settings.tls_required)
+        tokens = TokenVerifier.configure(
+            settings.jwt_algorithms,
+            settings.jwt_secret,
+            settings.jwt_public_key,
+            settings.jwt_audience,
+            settings.jwt_issuer,
+            settings.jwt_role_claim,
+        )
+        if tokens is not None and context is None:
+            raise ValueError("JWT login needs TLS (tls_cert and tls_key): tokens are never sent in clear")
+        self.transport = Transport(context, settings.tls_required, tokens)
 
     async def serve_forever(self) -> None:
         server = await asyncio.start_server(self.handle, self.settings.host, self.settings.port, limit=2**20)
@@ -83,7 +94,7 @@ class Server:
                 pid = new_pid()
             secret = struct.unpack("!i", os.urandom(4))[0]
             database = startup.parameters.get("database", user)
-            state = SessionState(user, self.verifiers.role(user), database, pid, tls=startup.tls)
+            state = SessionState(user, startup.role, database, pid, tls=startup.tls)
             self.sessions[pid] = (secret, state)
             # A closed client shows as EOF on the reader (asyncio keeps the transport half-open).
             state.disconnected = lambda: reader.at_eof() or writer.transport.is_closing()

@@ -24,6 +24,16 @@ SETTINGS = (
     Setting("tls_cert", "", "PEM certificate; with tls_key, SSLRequests are answered and upgraded to TLS."),
     Setting("tls_key", "", "PEM private key of tls_cert."),
     Setting("tls_required", "false", "true: refuse clients that do not use TLS (28000)."),
+    Setting(
+        "jwt_algorithms",
+        "HS256",
+        "Pinned JWT algorithms: HS* with jwt_secret, or RS*/ES*/PS* with jwt_public_key.",
+    ),
+    Setting("jwt_secret", "", "Shared HMAC secret (32+ bytes) for JWT login; set through the environment."),
+    Setting("jwt_public_key", "", "PEM public key file for RS/ES/PS-signed tokens."),
+    Setting("jwt_audience", "privacylens", "Required `aud` claim of accepted tokens."),
+    Setting("jwt_issuer", "", "Required `iss` claim of accepted tokens (JWT login needs it)."),
+    Setting("jwt_role_claim", "role", "Claim holding the role of users who are not listed in the policy."),
     Setting("auth_timeout", "30", "Seconds a client has to finish start-up and authentication."),
     Setting(
         "statement_timeout",
@@ -44,6 +54,12 @@ class ProxySettings:
     tls_cert: str
     tls_key: str
     tls_required: bool
+    jwt_algorithms: str
+    jwt_secret: str
+    jwt_public_key: str
+    jwt_audience: str
+    jwt_issuer: str
+    jwt_role_claim: str
     auth_timeout: float
     statement_timeout: float
     log_level: str

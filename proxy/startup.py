@@ -8,6 +8,7 @@ With a TLS context, an SSLRequest is answered `S` and the stream upgraded in pla
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import struct
 from collections.abc import Callable
@@ -15,22 +16,26 @@ from dataclasses import dataclass
 
 from pgerrors import AuthenticationFailed, InvalidAuthorization, ProtocolViolation
 from proxy.auth import Verifiers
-from proxy.scram import MECHANISM, ScramError, ScramServer
+from proxy.scram import MECHANISM, ScramError, ScramServer, password_matches
+from proxy.tokens import TokenRejected, TokenVerifier, looks_like_token
 from proxy.wire import codec
 
 MAX_STARTUP_LENGTH = 10_000
+log = logging.getLogger("privacylens.startup")
 
 
 @dataclass(frozen=True)
 class Transport:
     tls: ssl.SSLContext | None  # None: SSLRequests are answered N
     tls_required: bool
+    tokens: TokenVerifier | None = None  # JWT login, offered inside TLS only
 
 
 @dataclass(frozen=True)
 class Startup:
     parameters: dict[str, str]
     tls: bool  # the session runs over TLS
+    role: str
 
 
 async def negotiate(
@@ -76,8 +81,13 @@ async def negotiate(
         params = {k: v for k, v in params.items() if not k.startswith("_pq_.")}
         if not params.get("user"):
             raise InvalidAuthorization("no PostgreSQL user name specified in startup packet")
-        await _authenticate(reader, writer, verifiers, params["user"])
-        return Startup(params, tls_active)
+        user = params["user"]
+        if transport.tokens is not None and tls_active:
+            role = await _authenticate_cleartext(reader, writer, verifiers, transport.tokens, user)
+        else:
+            await _authenticate(reader, writer, verifiers, user)
+            role = verifiers.role(user)
+        return Startup(params, tls_active, role)
 
 
 async def _read_password_message(reader: asyncio.StreamReader) -> bytes:
@@ -86,6 +96,39 @@ async def _read_password_message(reader: asyncio.StreamReader) -> bytes:
     if kind != b"p" or not 4 <= length <= MAX_STARTUP_LENGTH:
         raise ProtocolViolation("expected SASL response")
     return await reader.readexactly(length - 4)
+
+
+async def _authenticate_cleartext(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    verifiers: Verifiers,
+    tokens: TokenVerifier,
+    user: str,
+) -> str:
+    """Inside TLS with JWT login on: a password message holds either a JWT or the user's password.
+
+    Everyone is asked the same way, so the exchange reveals nothing about which users exist.
+    """
+    failed = AuthenticationFailed(f'password authentication failed for user "{user}"')
+    writer.write(codec.authentication(3))
+    await writer.drain()
+    password = codec.Reader(await _read_password_message(reader)).cstring()
+    if looks_like_token(password):
+        try:
+            claims = tokens.verify(password, user)
+        except TokenRejected as err:
+            log.info("token rejected for user %r: %s", user, err)
+            raise failed from err
+        role = verifiers.role(user) if verifiers.known(user) else tokens.role(claims)
+        if role is None:
+            log.info("token for user %r carries no known role", user)
+            raise failed
+        writer.write(codec.authentication_ok())
+        return role
+    if not (verifiers.has_password(user) and password_matches(verifiers.verifier(user), password)):
+        raise failed
+    writer.write(codec.authentication_ok())
+    return verifiers.role(user)
 
 
 async def _authenticate(
@@ -106,7 +149,7 @@ async def _authenticate(
         server_final = server.final(client_final)
     except ScramError as err:
         raise failed from err
-    if not verifiers.known(user):
+    if not verifiers.has_password(user):
         raise failed
     writer.write(codec.authentication(12, server_final.encode()))
     writer.write(codec.authentication_ok())

@@ -114,13 +114,16 @@ class Dataset(_Frozen):
 
 
 class User(_Frozen):
-    password: str = Field(description="SCRAM-SHA-256 verifier, made by `privacylens hash-password`.")
+    password: str | None = Field(
+        default=None,
+        description="SCRAM-SHA-256 verifier, made by `privacylens hash-password`; omit for token-only users.",
+    )
     role: Role
 
     @field_validator("password")
     @classmethod
-    def _is_scram_verifier(cls, value: str) -> str:
-        if not value.startswith("SCRAM-SHA-256$"):
+    def _is_scram_verifier(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("SCRAM-SHA-256$"):
             raise ValueError("store a SCRAM-SHA-256 verifier (privacylens hash-password), never a password")
         return value
 
