@@ -143,7 +143,7 @@ class Connection:
             else:
                 self._check_all(statements)
                 for statement in statements:
-                    result = await self.run(statement)
+                    result = await self.run_statement(statement)
                     self.send_result(result, None, formats=())
         except PgError as error:
             self.error(error)
@@ -163,7 +163,7 @@ class Connection:
 
     # ---- statements that act on this connection's portals --------------------------------------
 
-    async def run(
+    async def run_statement(
         self, statement: Statement, params: list[Any] | None = None, declared: tuple[str | None, ...] = ()
     ) -> Result:
         kind = statement.kind
@@ -200,11 +200,20 @@ class Connection:
                 for name in [n for n, p in self.portals.items() if p.cursor]:
                     del self.portals[name]
             return Result(None, [], "CLOSE CURSOR")
+        reported = self._reported()
         result = await self.gateway.execute(statement, self.state, params or [], declared)
+        for name, value in self._reported().items():  # PostgreSQL reports changed settings to the client
+            if reported.get(name) != value:
+                self.out += codec.parameter_status(DISPLAY_NAMES.get(name, name), value)
         if kind in (Kind.COMMIT, Kind.ROLLBACK):  # the transaction's cursors end with it
             for name in [n for n, p in self.portals.items() if p.cursor and not p.holdable]:
                 del self.portals[name]
         return result
+
+    def _reported(self) -> dict[str, str]:
+        return {
+            name: self.state.settings.values[name] for name in REPORTED if name in self.state.settings.values
+        }
 
     def _cursor(self, name: str) -> Portal:
         portal = self.portals.get(name)
@@ -287,7 +296,7 @@ class Connection:
             self.out += codec.empty_query_response()
             return
         if portal.result is None:
-            portal.result = await self.run(statement, portal.params, portal.prepared.declared)
+            portal.result = await self.run_statement(statement, portal.params, portal.prepared.declared)
             for notice in portal.result.notices:
                 self.out += codec.notice_response(notice)
         self.send_result(portal.result, portal, portal.result_formats, max_rows=max_rows, describe=False)

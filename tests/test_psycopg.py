@@ -331,3 +331,16 @@ def test_schema_probes_answer_columns_without_rows_or_cost(proxy: ProxyProcess, 
 def test_a_real_filter_is_not_a_probe(proxy: ProxyProcess) -> None:
     with connect(proxy) as conn, pytest.raises(errors.FeatureNotSupported):
         conn.execute("SELECT * FROM employees WHERE salary < 0 LIMIT 5")
+
+
+def test_wrong_password_and_parameter_status_updates(proxy: ProxyProcess) -> None:
+    with pytest.raises(psycopg.OperationalError) as raised:
+        psycopg.connect(proxy.dsn(password="nope"), connect_timeout=10)
+    assert "password authentication failed" in str(raised.value)
+    with connect(proxy) as conn:
+        assert conn.info.parameter_status("server_version") == "15.0"
+        assert conn.info.parameter_status("integer_datetimes") == "on"
+        conn.execute("SET application_name = 'dashboards'")
+        conn.execute("SET TimeZone = 'Europe/Paris'")
+        assert conn.info.parameter_status("application_name") == "dashboards"
+        assert conn.info.parameter_status("TimeZone") == "Europe/Paris"

@@ -72,6 +72,14 @@ public class JdbcCheck {
             conn.setAutoCommit(true);
 
             try (Statement st = conn.createStatement()) {
+                st.setQueryTimeout(1);  // the driver sends a CancelRequest after 1 s
+                st.executeQuery("SELECT count(*) FROM range(1000000000000)");
+                check(false, "query timeout");
+            } catch (SQLException e) {
+                check("57014".equals(e.getSQLState()), "setQueryTimeout cancels with " + e.getSQLState());
+            }
+
+            try (Statement st = conn.createStatement()) {
                 st.executeQuery("SELECT * FROM employees");
                 check(false, "SELECT * refused");
             } catch (SQLException e) {
