@@ -5,6 +5,7 @@ A plan is computed without touching data, so the output schema it carries is wha
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -28,7 +29,7 @@ class GroupKey:
     output_index: int | None  # position in the select list, or None when grouped but not selected
     column: str
     pg_type: PgType
-    values: tuple[str | int | bool, ...]  # the public domain: every value is released
+    values: tuple[str | int | bool | dt.datetime, ...]  # the public domain: every value is released
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ suppression settings, and the users who may log in. Everything here is pure: no 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 from typing import Literal
@@ -32,6 +33,12 @@ class Column(_Frozen):
     description: str = ""
     lower: float | None = None
     upper: float | None = None
+    earliest: dt.date | None = Field(
+        default=None,
+        description="Date/timestamp columns: the public time range of GROUP BY date_trunc(...) buckets. "
+        "Every bucket in the range is released; rows outside it are left out of bucketed queries.",
+    )
+    latest: dt.date | None = None
     aggregates: tuple[AggregateName, ...] | None = None
     group_by_values: tuple[str | int | bool, ...] | None = Field(
         default=None,
@@ -50,6 +57,13 @@ class Column(_Frozen):
                 raise ValueError(f"bounds only apply to numeric columns, not {self.type}")
             if not self.lower < self.upper:
                 raise ValueError("lower must be below upper")
+        if (self.earliest is None) != (self.latest is None):
+            raise ValueError("give both earliest and latest, or neither")
+        if self.earliest is not None and self.latest is not None:
+            if self.type not in ("date", "timestamp"):
+                raise ValueError("earliest/latest apply to date and timestamp columns")
+            if not self.earliest <= self.latest:
+                raise ValueError("earliest must not be after latest")
         if self.group_by_values is not None and len(self.group_by_values) == 0:
             raise ValueError("group_by_values must list at least one value")
         return self
@@ -57,6 +71,11 @@ class Column(_Frozen):
     @property
     def bounded(self) -> bool:
         return self.lower is not None and self.upper is not None
+
+    @property
+    def bucketable(self) -> bool:
+        """May be grouped by date_trunc(unit, column): it declares its public time range."""
+        return self.earliest is not None and self.latest is not None
 
     def allowed_aggregates(self) -> frozenset[str]:
         """Aggregates the policy allows on this column (COUNT(col) needs no bounds)."""

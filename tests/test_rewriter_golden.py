@@ -2,7 +2,8 @@
 
 Each case is an input statement line followed by a `  => ` line: the DuckDB SQL the engine runs, or
 `ERROR <sqlstate>: <message>`. Cases are separated by blank lines; `--` lines are comments.
-Regenerate after a deliberate change with `GOLDEN_UPDATE=1 make test` and review the diff.
+To add a case, write the input line and `  => TODO`; then regenerate the expected lines with
+`GOLDEN_UPDATE=1 .venv/bin/python -m pytest tests/test_rewriter_golden.py` and review the diff.
 """
 
 from __future__ import annotations

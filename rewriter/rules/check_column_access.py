@@ -1,6 +1,7 @@
 """Every column must be used where the policy allows it.
 
-- GROUP BY: only columns with a declared public `group_by_values` domain (never the privacy unit).
+- GROUP BY: columns with a declared public `group_by_values` domain (never the privacy unit), and
+  date_trunc(unit, column) of columns with a declared time range (`rewriter.group_keys`).
 - Select list: group-by columns, or COUNT/SUM/AVG of a single column the policy allows that
   aggregate on (SUM and AVG need clipping bounds). A raw column outside an aggregate is refused.
 - WHERE: filterable columns only, and no aggregates.
@@ -13,6 +14,7 @@ from sqlglot import exp
 
 from pgerrors import AccessDenied, FeatureNotAllowed
 from rewriter.context import RewriteContext
+from rewriter.group_keys import group_keys, key_of
 from rewriter.policy import Dataset
 from rewriter.tree import aggregate_name, dataset_name
 
@@ -20,7 +22,8 @@ from rewriter.tree import aggregate_name, dataset_name
 def check_column_access(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
     name = dataset_name(tree)
     dataset = ctx.dataset(name)
-    grouped = _check_group_by(tree, dataset, name)
+    keys = group_keys(tree, dataset, name)
+    grouped = {key.key for key in keys}
     for item in tree.expressions:
         _check_select_item(item, grouped, dataset, name)
     where = tree.args.get("where")
@@ -30,31 +33,14 @@ def check_column_access(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
     if order is not None:
         outputs = {item.alias for item in tree.expressions}
         for ordered in order.expressions:
-            _check_order_item(ordered, outputs, grouped)
+            _check_order_item(ordered, outputs, {key.column for key in keys if key.unit is None})
     return tree
-
-
-def _check_group_by(tree: exp.Select, dataset: Dataset, name: str) -> set[str]:
-    grouped: set[str] = set()
-    group = tree.args.get("group")
-    for key in group.expressions if group is not None else []:
-        if not isinstance(key, exp.Column) or not key.table:
-            raise FeatureNotAllowed(
-                "GROUP BY accepts plain column names only", hint="For example: GROUP BY department"
-            )
-        column = dataset.columns[key.name]
-        if column.group_by_values is None or key.name == dataset.privacy_unit:
-            groupable = [c for c, spec in dataset.columns.items() if spec.group_by_values is not None]
-            raise AccessDenied(
-                f'column "{key.name}" of dataset "{name}" may not be used in GROUP BY',
-                hint=f"Columns you can group by: {', '.join(groupable) or 'none'}.",
-            )
-        grouped.add(key.name)
-    return grouped
 
 
 def _check_select_item(item: exp.Expression, grouped: set[str], dataset: Dataset, name: str) -> None:
     value = item.this if isinstance(item, exp.Alias) else item
+    if key_of(value) in grouped:
+        return
     if isinstance(value, exp.Column):
         if value.name not in grouped:
             raise AccessDenied(

@@ -12,11 +12,13 @@ parameters are cast to the type inferred for them.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from sqlglot import exp
 
 from rewriter.context import RewriteContext
+from rewriter.group_keys import KeySpec, group_keys, key_of
 from rewriter.plan import POLICY_TO_PG, PgType
 from rewriter.policy import Column, Dataset
 from rewriter.tree import aggregate_name, dataset_name, parameter_index, parameters
@@ -41,7 +43,7 @@ class MeasuredAggregate:
 class ClippedQuery:
     dataset: str
     engine: exp.Select
-    keys: tuple[tuple[str, int | None], ...]  # (column, select-list position or None)
+    keys: tuple[tuple[KeySpec, int | None], ...]  # (group key, select-list position or None)
     aggregates: tuple[MeasuredAggregate, ...]
     outputs: tuple[tuple[str, str, int], ...]  # (name, "key"|"aggregate", index) in select order
     parameter_types: tuple[PgType, ...]
@@ -51,18 +53,19 @@ class ClippedQuery:
 def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
     name = dataset_name(tree)
     dataset = ctx.dataset(name)
-    group = tree.args.get("group")
-    key_columns = [key.name for key in group.expressions] if group is not None else []
+    keys = group_keys(tree, dataset, name)
+    key_index = {key.key: i for i, key in enumerate(keys)}
 
     outputs: list[tuple[str, str, int]] = []
-    key_positions: dict[str, int] = {}
+    key_positions: dict[int, int] = {}
     aggregates: list[MeasuredAggregate] = []
     measures: list[exp.Expression] = [exp.alias_(exp.Count(this=exp.Star()), THRESHOLD_MEASURE)]
     for position, item in enumerate(tree.expressions):
         value = item.this
-        if isinstance(value, exp.Column):
-            outputs.append((item.alias, "key", key_columns.index(value.name)))
-            key_positions.setdefault(value.name, position)
+        if key_of(value) in key_index:
+            index = key_index[key_of(value)]
+            outputs.append((item.alias, "key", index))
+            key_positions.setdefault(index, position)
             continue
         index = len(aggregates)
         aggregate, engine_columns = _measure(index, item.alias, value, dataset)
@@ -71,26 +74,34 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
         outputs.append((item.alias, "aggregate", index))
 
     parameter_types = _parameter_types(tree, dataset, ctx)
+    engine_keys = [_engine_key(key) for key in keys]
     engine = exp.select(
-        *(exp.alias_(_col(c), f"__k{i}") for i, c in enumerate(key_columns)), *measures, copy=False
+        *(exp.alias_(k.copy(), f"__k{i}") for i, k in enumerate(engine_keys)), *measures, copy=False
     ).from_(exp.to_table(name, quoted=True), copy=False)
     conditions = (
         [_engine_where(tree.args["where"].this, parameter_types, dataset)] if tree.args.get("where") else []
     )
-    conditions += [_in_domain(c, dataset.columns[c]) for c in key_columns]
+    conditions += [_in_domain(key, dataset.columns[key.column]) for key in keys]
     if conditions:
         engine = engine.where(exp.and_(*conditions, copy=False), copy=False)
-    if key_columns:
-        engine = engine.group_by(*(_col(c) for c in key_columns), copy=False)
+    if keys:
+        engine = engine.group_by(*engine_keys, copy=False)
     return ClippedQuery(
         dataset=name,
         engine=engine,
-        keys=tuple((c, key_positions.get(c)) for c in key_columns),
+        keys=tuple((key, key_positions.get(i)) for i, key in enumerate(keys)),
         aggregates=tuple(aggregates),
         outputs=tuple(outputs),
         parameter_types=parameter_types,
         tree=tree,
     )
+
+
+def _engine_key(key: KeySpec) -> exp.Expression:
+    if key.unit is None:
+        return _col(key.column)
+    truncated = exp.Anonymous(this="date_trunc", expressions=[exp.Literal.string(key.unit), _col(key.column)])
+    return exp.cast(truncated, "TIMESTAMP")
 
 
 def _col(name: str) -> exp.Column:
@@ -142,9 +153,24 @@ def _measure(
     ]
 
 
-def _in_domain(name: str, column: Column) -> exp.Expression:
+def _in_domain(key: KeySpec, column: Column) -> exp.Expression:
+    """Rows outside the key's public domain never reach a group."""
+    if key.unit is not None:
+        assert column.earliest is not None and column.latest is not None
+        after_last = column.latest + dt.timedelta(days=1)
+        return exp.and_(
+            exp.GTE(
+                this=_col(key.column),
+                expression=exp.cast(exp.Literal.string(str(column.earliest)), "TIMESTAMP"),
+            ),
+            exp.LT(
+                this=_col(key.column), expression=exp.cast(exp.Literal.string(str(after_last)), "TIMESTAMP")
+            ),
+        )
     assert column.group_by_values is not None
-    return exp.In(this=_col(name), expressions=[_literal(v, column.type) for v in column.group_by_values])
+    return exp.In(
+        this=_col(key.column), expressions=[_literal(v, column.type) for v in column.group_by_values]
+    )
 
 
 def _literal(value: str | int | bool, column_type: str) -> exp.Expression:

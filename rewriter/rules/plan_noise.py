@@ -41,13 +41,16 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
     epsilon = _query_epsilon(ctx, query.dataset)
     confidence = ctx.confidence if ctx.confidence is not None else dataset.query.confidence
 
+    where = query.tree.args.get("where")
+    condition = where.this if where is not None else None
+    domains = [key.domain(dataset, dataset.max_groups + 1, condition) for key, _ in query.keys]
     domain_size = 1
-    for column, _ in query.keys:
-        domain_size *= len(dataset.columns[column].group_by_values or ())
+    for domain in domains:
+        domain_size *= len(domain)
     if domain_size > dataset.max_groups:
         raise FeatureNotAllowed(
-            f"this GROUP BY would release {domain_size} groups; the policy allows {dataset.max_groups}",
-            hint="Group by fewer columns.",
+            f"this GROUP BY would release more than {dataset.max_groups} groups, the most the policy allows",
+            hint="Group by fewer columns, or by a coarser time bucket ('month' instead of 'day').",
         )
 
     total = Fraction(str(epsilon))
@@ -59,11 +62,11 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
     keys = tuple(
         GroupKey(
             position,
-            column,
-            POLICY_TO_PG[dataset.columns[column].type],
-            tuple(dataset.columns[column].group_by_values or ()),
+            key.column,
+            "timestamp" if key.unit is not None else POLICY_TO_PG[dataset.columns[key.column].type],
+            domain,
         )
-        for column, position in query.keys
+        for (key, position), domain in zip(query.keys, domains, strict=True)
     )
     columns: list[OutputColumn] = []
     by_name: dict[str, int] = {}

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/lib/pq"
 )
@@ -28,21 +29,33 @@ func main() {
 	var version string
 	check(db.QueryRow("SELECT version()").Scan(&version) == nil, "version() "+version)
 
-	// Grafana's time-series panels group by a time bucket; here a public column stands in for it.
-	rows, err := db.Query("SELECT department AS metric, COUNT(*) AS value FROM employees WHERE hire_date BETWEEN $1 AND $2 GROUP BY department ORDER BY 1", "2010-01-01", "2020-12-31")
-	check(err == nil, fmt.Sprintf("time-filtered aggregate %v", err))
+	// A Grafana time-series panel: time buckets, $__timeFilter expanded to an ISO-timestamp BETWEEN.
+	rows, err := db.Query(`SELECT date_trunc('month', hire_date) AS "time", COUNT(*) AS value FROM employees
+		WHERE hire_date BETWEEN '2019-01-01T00:00:00Z' AND '2019-12-31T23:59:59Z' GROUP BY 1 ORDER BY 1`)
+	check(err == nil, fmt.Sprintf("time-bucketed aggregate %v", err))
 	n := 0
+	var previous time.Time
 	for rows.Next() {
-		var metric string
+		var bucket time.Time
 		var value, low, high sql.NullInt64
 		var suppressed bool
-		check(rows.Scan(&metric, &value, &low, &high, &suppressed) == nil, "scan "+metric)
+		check(rows.Scan(&bucket, &value, &low, &high, &suppressed) == nil, "scan "+bucket.String())
+		check(bucket.Year() == 2019 && bucket.Day() == 1 && bucket.After(previous), "bucket "+bucket.Format("2006-01"))
 		if !suppressed {
-			check(low.Int64 <= value.Int64 && value.Int64 <= high.Int64, "interval "+metric)
+			check(low.Int64 <= value.Int64 && value.Int64 <= high.Int64, "interval "+bucket.Format("2006-01"))
 		}
+		previous = bucket
 		n++
 	}
-	check(rows.Err() == nil && n == 10, fmt.Sprintf("rows %d", n))
+	check(rows.Err() == nil && n == 12, fmt.Sprintf("12 monthly buckets, got %d", n))
+
+	rows, err = db.Query("SELECT department AS metric, COUNT(*) AS value FROM employees WHERE hire_date BETWEEN $1 AND $2 GROUP BY department ORDER BY 1", "2010-01-01", "2020-12-31")
+	check(err == nil, fmt.Sprintf("$1/$2 parameters %v", err))
+	n = 0
+	for rows.Next() {
+		n++
+	}
+	check(rows.Err() == nil && n == 10, fmt.Sprintf("10 departments, got %d", n))
 
 	var count int64
 	var lo, hi int64

@@ -1,0 +1,135 @@
+"""What a query groups by: public-value columns and time buckets, each with its public domain."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from pgerrors import AccessDenied, FeatureNotAllowed
+from rewriter.buckets import UNITS, bucket_starts
+from rewriter.policy import Dataset
+
+TRUNC_NODES = (exp.TimestampTrunc, exp.DateTrunc)
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    expression: exp.Expression  # as it stands in the checked tree
+    column: str
+    unit: str | None  # a date_trunc unit, or None for a column with group_by_values
+
+    @property
+    def key(self) -> str:
+        return key_of(self.expression)
+
+    def domain(
+        self, dataset: Dataset, limit: int, where: exp.Expression | None = None
+    ) -> tuple[str | int | bool | dt.datetime, ...]:
+        """The public groups; time buckets are narrowed to literal bounds the query itself states."""
+        spec = dataset.columns[self.column]
+        if self.unit is None:
+            return tuple(spec.group_by_values or ())
+        assert spec.earliest is not None and spec.latest is not None
+        low, high = _as_datetime(spec.earliest), _as_datetime(spec.latest)
+        stated_low, stated_high = literal_range(where, self.column) if where is not None else (None, None)
+        low = max(low, stated_low) if stated_low else low
+        high = min(high, stated_high) if stated_high else high
+        return tuple(bucket_starts(self.unit, low, high, limit)) if low <= high else ()
+
+
+def key_of(expression: exp.Expression) -> str:
+    """A comparable form of a group expression (select items are matched to GROUP BY items by it)."""
+    return expression.sql(dialect="postgres", normalize=True)
+
+
+def group_keys(tree: exp.Select, dataset: Dataset, name: str) -> list[KeySpec]:
+    group = tree.args.get("group")
+    return [_key(item, dataset, name) for item in (group.expressions if group is not None else [])]
+
+
+def _key(item: exp.Expression, dataset: Dataset, name: str) -> KeySpec:
+    if isinstance(item, exp.Column) and item.table:
+        column = dataset.columns[item.name]
+        if column.group_by_values is None or item.name == dataset.privacy_unit:
+            raise AccessDenied(
+                f'column "{item.name}" of dataset "{name}" may not be used in GROUP BY',
+                hint=_groupable_hint(dataset),
+            )
+        return KeySpec(item, item.name, None)
+    if isinstance(item, TRUNC_NODES) and isinstance(item.this, exp.Column) and item.this.table:
+        unit = str(item.args.get("unit").name if item.args.get("unit") is not None else "").lower()
+        column = dataset.columns[item.this.name]
+        if not column.bucketable:
+            raise AccessDenied(
+                f'column "{item.this.name}" of dataset "{name}" has no declared time range for buckets',
+                hint=_groupable_hint(dataset),
+            )
+        if unit not in UNITS:
+            raise FeatureNotAllowed(
+                f"date_trunc unit '{unit}' is not supported", hint=f"Use one of: {', '.join(UNITS)}."
+            )
+        return KeySpec(item, item.this.name, unit)
+    raise FeatureNotAllowed(
+        "GROUP BY accepts public columns and date_trunc(unit, column) only",
+        hint="For example: GROUP BY department, or GROUP BY date_trunc('month', hire_date)",
+    )
+
+
+def _groupable_hint(dataset: Dataset) -> str:
+    plain = [c for c, spec in dataset.columns.items() if spec.group_by_values is not None]
+    buckets = [f"date_trunc(unit, {c})" for c, spec in dataset.columns.items() if spec.bucketable]
+    return f"You can group by: {', '.join(plain + buckets) or 'nothing in this dataset'}."
+
+
+def _as_datetime(value: dt.date) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime(value.year, value.month, value.day)
+
+
+def literal_range(where: exp.Expression, column: str) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Bounds on `column` stated with literals in top-level AND conditions of WHERE (query text only).
+
+    >>> import sqlglot
+    >>> w = sqlglot.parse_one("SELECT 1 WHERE d >= '2020-01-01' AND d < '2021-01-01T00:00:00Z'").args["where"]
+    >>> [str(v) for v in literal_range(w.this, "d")]
+    ['2020-01-01 00:00:00', '2021-01-01 00:00:00']
+    """
+    low: dt.datetime | None = None
+    high: dt.datetime | None = None
+    for condition in where.flatten() if isinstance(where, exp.And) else [where]:
+        bounds: list[tuple[str, exp.Expression]] = []
+        if isinstance(condition, exp.Between) and _is_column(condition.this, column):
+            bounds = [(">=", condition.args["low"]), ("<=", condition.args["high"])]
+        elif isinstance(condition, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.EQ)):
+            op = {exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<=", exp.EQ: "="}[type(condition)]
+            if _is_column(condition.this, column):
+                bounds = [(op, condition.expression)]
+            elif _is_column(condition.expression, column):
+                bounds = [({">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "="}[op], condition.this)]
+        for op, value in bounds:
+            moment = _literal_moment(value)
+            if moment is None:
+                continue
+            if op in (">", ">=", "="):
+                low = moment if low is None else max(low, moment)
+            if op in ("<", "<=", "="):
+                high = moment if high is None else min(high, moment)
+    return low, high
+
+
+def _is_column(node: exp.Expression, column: str) -> bool:
+    return isinstance(node, exp.Column) and node.name == column
+
+
+def _literal_moment(node: exp.Expression) -> dt.datetime | None:
+    while isinstance(node, (exp.Cast, exp.Paren)):
+        node = node.this
+    if not (isinstance(node, exp.Literal) and node.is_string):
+        return None
+    text = node.this.strip().replace("Z", "+00:00")
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=None)
