@@ -90,7 +90,10 @@ class Gateway:
             plan = self._plan(statement, state, declared)
             return Description(plan.parameter_types, [(c.name, c.pg_type) for c in plan.columns])
         if statement.kind is Kind.SHOW:
-            return Description((), [(_show_name(statement), "text")])
+            name = _show_name(statement)
+            if name.lower() == "all":
+                return Description((), [("name", "text"), ("setting", "text"), ("description", "text")])
+            return Description((), [(name, "text")])
         if statement.kind is Kind.DECLARE:  # NoData, but the cursor's query is checked now
             inner = self.describe(statement.inner, state, declared) if statement.inner else None
             return Description(inner.parameter_types if inner else (), None)
@@ -138,7 +141,8 @@ class Gateway:
         if kind is Kind.SHOW:
             name = _show_name(statement)
             if name.lower() == "all":
-                raise FeatureNotAllowed("SHOW ALL is not supported", hint="SHOW one setting by name.")
+                rows = [(n, v, "") for n, v in state.settings.all(state.user)]
+                return Result([("name", "text"), ("setting", "text"), ("description", "text")], rows, "SHOW")
             return Result([(name, "text")], [(state.settings.show(name, state.user),)], "SHOW")
         if kind is Kind.RESET:
             words = statement.words

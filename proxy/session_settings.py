@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pgerrors import FeatureNotAllowed, InvalidParameterValue
+from pgerrors import FeatureNotAllowed, InvalidParameterValue, UndefinedObject
 
 SERVER_VERSION = "15.0"
 SERVER_VERSION_LONG = f"PostgreSQL {SERVER_VERSION} (PrivacyLens 0.1.0 differential-privacy gateway)"
@@ -22,6 +22,30 @@ SERVER_PARAMETERS = {
     "max_identifier_length": "63",
     "lc_collate": "C",
     "lc_ctype": "C",
+    "lc_messages": "C",
+    "lc_monetary": "C",
+    "lc_numeric": "C",
+    "lc_time": "C",
+    "max_connections": "100",
+    "block_size": "8192",
+    "max_index_keys": "32",
+    "data_checksums": "off",
+    "default_text_search_config": "pg_catalog.simple",
+    "port": "6432",
+    "listen_addresses": "localhost",
+    "ssl": "off",
+    "password_encryption": "scram-sha-256",
+    "default_transaction_deferrable": "off",
+    "max_function_args": "100",
+    "wal_level": "minimal",
+    "in_hot_standby": "off",
+    "array_nulls": "on",
+    "backslash_quote": "safe_encoding",
+    "escape_string_warning": "on",
+    "quote_all_identifiers": "off",
+    "row_security": "on",
+    "synchronize_seqscans": "on",
+    "transform_null_equals": "off",
 }
 
 # Client settings with their defaults; SET stores them for the session.
@@ -116,7 +140,12 @@ class Settings:
             return SERVER_PARAMETERS[key]
         if key in ("session_authorization", "current_user"):
             return user
-        raise InvalidParameterValue(f'unrecognized configuration parameter "{name}"')
+        raise UndefinedObject(f'unrecognized configuration parameter "{name}"')
+
+    def all(self, user: str) -> list[tuple[str, str]]:
+        """Every setting SHOW knows, for SHOW ALL and pg_settings."""
+        names = sorted({*self.values, *SERVER_PARAMETERS, "session_authorization"})
+        return [(DISPLAY_NAMES.get(n, n), self.show(n, user)) for n in names]
 
     def epsilon(self) -> float | None:
         return float(self.values["dp.epsilon"]) if self.values["dp.epsilon"] else None

@@ -49,6 +49,13 @@ _RENAMED_FUNCTIONS = {"json_build_object": "json_object", "jsonb_build_object": 
                       "json_build_array": "json_array", "jsonb_build_array": "json_array",
                       "to_jsonb": "to_json", "pg_typeof": "typeof"}  # fmt: skip
 
+_T = exp.DataType.Type
+_CAST_PARAMETER_TYPES: dict[exp.DataType.Type, PgType] = {
+    _T.INT: "int4", _T.BIGINT: "int8", _T.SMALLINT: "int4", _T.DOUBLE: "float8", _T.FLOAT: "float8",
+    _T.DECIMAL: "numeric", _T.BOOLEAN: "bool", _T.DATE: "date", _T.TIMESTAMP: "timestamp",
+    _T.TIMESTAMPTZ: "timestamp", _T.TEXT: "text", _T.VARCHAR: "text",
+}  # fmt: skip
+
 _REGEX_OPERATORS = {"~": (False, False), "~*": (False, True), "!~": (True, False), "!~*": (True, True)}
 
 Lookup = Callable[[str, list[str]], "str | int | list[str] | None"]
@@ -160,9 +167,15 @@ def plan_catalog(
 
     found = parameters(tree)
     count = max((parameter_index(p) for p in found), default=-1) + 1
+    from_casts: dict[int, PgType] = {}
+    for p in found:  # $1::numeric makes $1 a numeric, as in PostgreSQL
+        if isinstance(p.parent, exp.Cast) and isinstance(p.parent.to, exp.DataType):
+            cast_type = _CAST_PARAMETER_TYPES.get(p.parent.to.this)
+            if cast_type is not None:
+                from_casts.setdefault(parameter_index(p), cast_type)
     types: tuple[PgType, ...] = tuple(
-        (declared[i] if i < len(declared) and declared[i] else "text")
-        for i in range(count)  # type: ignore[misc]
+        (declared[i] if i < len(declared) and declared[i] else from_casts.get(i, "text"))  # type: ignore[misc]
+        for i in range(count)
     )
     tree = tree.transform(
         lambda n: (

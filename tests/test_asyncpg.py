@@ -47,6 +47,12 @@ def test_parameters_prepared_and_binary_types(proxy: ProxyProcess) -> None:
             assert typed["n"] == Decimal("1.5") and typed["b"] is True and typed["t"] == "x"
             assert typed["d"] == dt.date(2020, 1, 2) and typed["s"] == 2 and typed["f"] == 1e300
             assert typed["a"] == ["a", "b c"]
+            # binary parameters of several types (asyncpg sends binary)
+            assert await conn.fetchval("SELECT $1::numeric + 1", Decimal("1.25")) == 2.25
+            assert await conn.fetchval("SELECT $1::int8 * 2", 21) == 42
+            assert await conn.fetchval("SELECT $1::date", dt.date(2021, 3, 4)) == dt.date(2021, 3, 4)
+            stamp = dt.datetime(2021, 3, 4, 5, 6, 7)
+            assert await conn.fetchval("SELECT $1::timestamp", stamp) == stamp
             with pytest.raises(asyncpg.FeatureNotSupportedError):
                 await conn.fetch("SELECT * FROM employees")
             assert await conn.fetchval("SELECT 2") == 2

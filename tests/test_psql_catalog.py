@@ -56,3 +56,22 @@ def test_catalog_queries_cannot_reach_data(proxy: ProxyProcess) -> None:
     assert "ERROR:" in out.stderr and "joins are not supported" in out.stderr
     denied = psql(proxy, "SELECT * FROM duckdb_settings()")
     assert "ERROR:" in denied.stderr
+
+
+def test_show_any_setting_and_catalog_functions(proxy: ProxyProcess) -> None:
+    out = psql(
+        proxy,
+        "SHOW max_connections",
+        "SHOW lc_messages",
+        "SHOW ALL",
+        "SELECT parse_ident('public.employees'), format_type(1043, 36), pg_get_userbyid(10), "
+        "has_table_privilege('employees', 'SELECT'), current_schemas(false), to_regtype('int4')",
+        "SELECT count(*) > 20 FROM pg_settings",
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "100" in lines and "C" in lines
+    assert "{public,employees}|character varying|privacylens|t|{public}|23" in lines
+    assert lines[-2] == "t"
+    unknown = psql(proxy, "SHOW no_such_setting")
+    assert 'unrecognized configuration parameter "no_such_setting"' in unknown.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.session_settings import CLIENT_DEFAULTS, SERVER_PARAMETERS
 from rewriter.policy import Policy
 
 OWNER_OID = 10
@@ -398,18 +399,11 @@ def relations(policy: Policy) -> list[Relation]:
     pg_settings = Relation(
         "pgc",
         "pg_settings",
-        (
-            ("name", "VARCHAR"),
-            ("setting", "VARCHAR"),
-            ("unit", "VARCHAR"),
-            ("category", "VARCHAR"),
-            ("short_desc", "VARCHAR"),
-            ("context", "VARCHAR"),
-            ("vartype", "VARCHAR"),
-            ("source", "VARCHAR"),
-        ),
-        (),
-    )
+        (("name", "VARCHAR"), ("setting", "VARCHAR"), ("unit", "VARCHAR"), ("category", "VARCHAR"),
+         ("short_desc", "VARCHAR"), ("context", "VARCHAR"), ("vartype", "VARCHAR"), ("source", "VARCHAR")),
+        tuple((name, value, None, "PrivacyLens", "", "user", "string", "default")
+              for name, value in sorted({**SERVER_PARAMETERS, **CLIENT_DEFAULTS}.items())),
+    )  # fmt: skip
     empty = [
         Relation(
             "pgc",

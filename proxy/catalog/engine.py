@@ -73,6 +73,8 @@ def _macros() -> list[str]:
         "CREATE MACRO to_regclass(n) AS regclass_oid(n)",
         "CREATE MACRO array_upper(a, d) AS CASE WHEN len(a) = 0 THEN NULL ELSE len(a) END",
         "CREATE MACRO array_lower(a, d) AS CASE WHEN len(a) = 0 THEN NULL ELSE 1 END",
+        "CREATE MACRO parse_ident(s) AS list_transform(string_split(s, '.'), lambda p: trim(p, '\"')), "
+        "(s, strict) AS list_transform(string_split(s, '.'), lambda p: trim(p, '\"'))",
         "CREATE MACRO quote_ident(s) AS '\"' || replace(s, '\"', '\"\"') || '\"'",
         "CREATE MACRO _pg_expandarray(a) AS TABLE SELECT unnest(a) AS x, unnest(range(1, len(a) + 1)) AS n",
         "CREATE MACRO pg_get_keywords() AS TABLE SELECT * FROM (VALUES ('all', 'R', 'reserved'), "

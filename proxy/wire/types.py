@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import struct
+import uuid
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -281,7 +282,21 @@ _BINARY_PARAMETERS: dict[int, Callable[[bytes], Any]] = {
     1043: lambda b: b.decode("utf-8"),
     1082: lambda b: PG_EPOCH + dt.timedelta(days=struct.unpack("!i", b)[0]),
     1114: lambda b: PG_EPOCH_TS + dt.timedelta(microseconds=struct.unpack("!q", b)[0]),
+    1184: lambda b: (PG_EPOCH_TZ + dt.timedelta(microseconds=struct.unpack("!q", b)[0])).replace(tzinfo=None),
+    1700: lambda b: float(_numeric_from_binary(b)),
+    1042: lambda b: b.decode("utf-8"),
+    2950: lambda b: str(uuid.UUID(bytes=b)),
 }
+
+
+def _numeric_from_binary(data: bytes) -> Decimal:
+    ndigits, weight, sign, dscale = struct.unpack("!hhHh", data[:8])
+    if sign == 0xC000:
+        return Decimal("NaN")
+    groups = struct.unpack(f"!{ndigits}H", data[8 : 8 + 2 * ndigits])
+    text = "".join(f"{g:04d}" for g in groups) or "0"
+    value = Decimal(text).scaleb(4 * (weight - ndigits + 1))
+    return -value if sign == 0x4000 else value
 
 
 def decode_parameter(pg_type: str, declared_oid: int, fmt: int, raw: bytes | None) -> Any:
