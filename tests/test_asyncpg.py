@@ -60,3 +60,16 @@ def test_parameters_prepared_and_binary_types(proxy: ProxyProcess) -> None:
             await conn.close()
 
     run(scenario())
+
+
+def test_asyncpg_over_tls(tls_proxy: ProxyProcess) -> None:
+    async def scenario() -> None:
+        conn = await asyncpg.connect(tls_proxy.dsn(), ssl="require")
+        try:
+            assert conn.get_server_version().major == 15
+            row = await conn.fetchrow("SELECT COUNT(*) AS n FROM employees WHERE department = $1", "Legal")
+            assert row["n_ci_low"] <= row["n"] <= row["n_ci_high"]
+        finally:
+            await conn.close()
+
+    run(scenario())

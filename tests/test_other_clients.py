@@ -46,12 +46,16 @@ def test_pgjdbc_sslmode_require(tls_proxy: ProxyProcess) -> None:
     run_check(["java", "-cp", str(JDBC_JAR), "JdbcCheck.java", str(tls_proxy.port), "require"], CLIENTS)
 
 
-def test_go_lib_pq(proxy: ProxyProcess, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "sslmode=require"])
+def test_go_lib_pq(proxy: ProxyProcess, tls_proxy: ProxyProcess, tmp_path: Path, tls: bool) -> None:
     require(shutil.which("go") is not None and (GOPATH / "src/github.com/lib/pq").exists(), "Go lib/pq")
     env = {"GO111MODULE": "off", "GOPATH": str(GOPATH), "GOCACHE": str(tmp_path / "gocache"), "GOFLAGS": ""}
-    run_check(["go", "run", "libpq_check.go", str(proxy.port)], CLIENTS, env)
+    port = str((tls_proxy if tls else proxy).port)
+    run_check(["go", "run", "libpq_check.go", port, "require" if tls else "disable"], CLIENTS, env)
 
 
-def test_node_postgres(proxy: ProxyProcess) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_node_postgres(proxy: ProxyProcess, tls_proxy: ProxyProcess, tls: bool) -> None:
     require(shutil.which("node") is not None and (CLIENTS / "node/node_modules/pg").exists(), "node-postgres")
-    run_check(["node", "check.js", str(proxy.port)], CLIENTS / "node")
+    port = str((tls_proxy if tls else proxy).port)
+    run_check(["node", "check.js", port, *(["tls"] if tls else [])], CLIENTS / "node")

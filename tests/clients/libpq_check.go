@@ -1,5 +1,5 @@
 // Go lib/pq against PrivacyLens: what Grafana's PostgreSQL data source does.
-// Run (offline, Debian's golang-github-lib-pq-dev): GO111MODULE=off GOPATH=/usr/share/gocode go run libpq_check.go <port>
+// Run (offline, Debian's golang-github-lib-pq-dev): GO111MODULE=off GOPATH=/usr/share/gocode go run libpq_check.go <port> [sslmode]
 // Prints one "ok <check>" line per passing check; exits 1 on the first failure.
 package main
 
@@ -21,7 +21,11 @@ func check(ok bool, what string) {
 }
 
 func main() {
-	db, err := sql.Open("postgres", "host=127.0.0.1 port="+os.Args[1]+" user=analyst password=demo dbname=demo sslmode=disable")
+	sslmode := "disable"
+	if len(os.Args) > 2 {
+		sslmode = os.Args[2]
+	}
+	db, err := sql.Open("postgres", "host=127.0.0.1 port="+os.Args[1]+" user=analyst password=demo dbname=demo sslmode="+sslmode)
 	check(err == nil, "open")
 	defer db.Close()
 	check(db.Ping() == nil, "ping")

@@ -1,4 +1,4 @@
-// node-postgres against PrivacyLens. Run: node check.js <port>
+// node-postgres against PrivacyLens. Run: node check.js <port> [tls]
 // Prints one "ok <check>" line per passing check; exits 1 on the first failure.
 const { Client } = require("pg");
 
@@ -8,9 +8,11 @@ function check(ok, what) {
 }
 
 async function main() {
-  const client = new Client({ host: "127.0.0.1", port: Number(process.argv[2]), user: "analyst", password: "demo", database: "demo" });
+  const tls = process.argv[3] === "tls";
+  const client = new Client({ host: "127.0.0.1", port: Number(process.argv[2]), user: "analyst", password: "demo", database: "demo",
+                              ssl: tls ? { rejectUnauthorized: false } : false });
   await client.connect();
-  check(true, "connect (SCRAM)");
+  check(!tls || client.connection.stream.encrypted === true, "connect (SCRAM" + (tls ? ", TLS)" : ")"));
   const one = await client.query("SELECT 1 AS x");
   check(one.rows[0].x === 1, "simple query");
   const param = await client.query("SELECT COUNT(*) AS n FROM employees WHERE department = $1", ["Sales"]);
