@@ -1,4 +1,4 @@
-"""The durable privacy ledger: SQLite in WAL mode, one debit per released answer.
+"""The durable privacy ledger: SQLite in WAL mode, one debit per released answer, and the answers.
 
 `debit` runs in a single `BEGIN IMMEDIATE` transaction: it takes SQLite's write lock, reads what the
 (dataset, user) account has spent, refuses if the cost would pass the total, and otherwise records
@@ -25,6 +25,13 @@ CREATE TABLE IF NOT EXISTS accounts (
     user_name TEXT NOT NULL,
     spent_micro INTEGER NOT NULL CHECK (spent_micro >= 0),
     PRIMARY KEY (dataset, user_name)
+);
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY,
+    at REAL NOT NULL,
+    dataset TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    answer TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS debits (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -102,6 +109,22 @@ class Ledger:
                 self._db.execute("ROLLBACK")
                 raise
             return Balance(dataset, user, total, PureDP(new_spent))
+
+    def find_answer(self, key: str) -> str | None:
+        """A released answer (its JSON), if this question was answered before."""
+        with self._lock:
+            row = self._db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def keep_answer(self, key: str, dataset: str, user: str, answer: str) -> str:
+        """Store a released answer; if another process stored one first, return that one instead."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO answers (key, at, dataset, user_name, answer) VALUES (?, ?, ?, ?, ?)",
+                (key, time.time(), dataset, user, answer),
+            )
+            row = self._db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
+        return str(row[0])
 
     def _spent(self, dataset: str, user: str) -> int:
         row = self._db.execute(

@@ -1,4 +1,7 @@
-"""Turn the engine's true per-group measures into released rows: noise, suppression, intervals.
+"""Turn the engine's true per-group measures into released rows: noise, then presentation.
+
+`draw_noise` is the only step that spends privacy; `present` is post-processing of its `Answer`
+(which the answer cache stores and re-serves).
 
 Every group of the plan's public domain is released, whether or not the engine saw rows for it
 (absent groups measure 0), so which groups appear never depends on the data. Each measure gets one
@@ -15,37 +18,47 @@ from collections.abc import Sequence
 from typing import Any
 
 from privacy import intervals
+from privacy.answers import Answer, NoisyMeasure
 from privacy.mechanisms import Laplace
 from rewriter.plan import Aggregate, Plan, SortKey
 
 
-def release(plan: Plan, engine_columns: Sequence[str], engine_rows: Sequence[Sequence[Any]]) -> list[tuple]:
+def groups_of(plan: Plan) -> list[tuple]:
+    """The plan's public groups in a fixed order (the order answers store their values in)."""
+    return list(itertools.product(*(key.values for key in plan.keys)))
+
+
+def draw_noise(plan: Plan, engine_columns: Sequence[str], engine_rows: Sequence[Sequence[Any]]) -> Answer:
+    """One independent noise draw per measure per group: the only step that spends privacy."""
     index = {name: i for i, name in enumerate(engine_columns)}
     n_keys = len(plan.keys)
     observed = {tuple(str(v) for v in row[:n_keys]): row for row in engine_rows}
-    groups = list(itertools.product(*(key.values for key in plan.keys)))
-
-    def measured(engine_column: str) -> list[float]:
-        col = index[engine_column]
-        values = []
+    groups = groups_of(plan)
+    measures = {}
+    for measure in (plan.threshold, *(m for a in plan.aggregates for m in a.measures)):
+        col = index[measure.engine_column]
+        truth = []
         for group in groups:
             row = observed.get(tuple(str(v) for v in group))
-            values.append(float(row[col] or 0) if row is not None else 0.0)
-        return values
+            truth.append(float(row[col] or 0) if row is not None else 0.0)
+        mechanism = Laplace.calibrate(measure.sensitivity, measure.epsilon, measure.discrete)
+        measures[measure.engine_column] = NoisyMeasure(
+            mechanism.scale, measure.discrete, tuple(mechanism.release(truth))
+        )
+    return Answer(measures)
 
-    def noised(
-        measure_name: str, sensitivity: float, epsilon: float, discrete: bool
-    ) -> tuple[list[float], Laplace]:
-        mechanism = Laplace.calibrate(sensitivity, epsilon, discrete)
-        return mechanism.release(measured(measure_name)), mechanism
 
-    t = plan.threshold
-    sizes, _ = noised(t.engine_column, t.sensitivity, t.epsilon, t.discrete)
+def present(plan: Plan, answer: Answer) -> list[tuple]:
+    """Released rows from an answer: suppression, intervals, rounding, ORDER BY, LIMIT (post-processing)."""
+    groups = groups_of(plan)
+
+    def noised(measure_name: str) -> tuple[list[float], Laplace]:
+        stored = answer.measures[measure_name]
+        return list(stored.values), Laplace(stored.scale, stored.discrete)
+
+    sizes, _ = noised(plan.threshold.engine_column)
     suppressed = [size < plan.min_group_size for size in sizes]
-
-    cells: list[list[tuple[Any, Any, Any]]] = []  # per aggregate, per group: (value, low, high)
-    for aggregate in plan.aggregates:
-        cells.append(_release_aggregate(aggregate, noised, plan.confidence, len(groups)))
+    cells = [_release_aggregate(aggregate, noised, plan.confidence) for aggregate in plan.aggregates]
 
     rows = []
     for g, group in enumerate(groups):
@@ -65,10 +78,14 @@ def release(plan: Plan, engine_columns: Sequence[str], engine_rows: Sequence[Seq
     return rows[: plan.limit] if plan.limit is not None else rows
 
 
-def _release_aggregate(aggregate: Aggregate, noised, confidence: float, n_groups: int) -> list[tuple]:  # type: ignore[no-untyped-def]
+def release(plan: Plan, engine_columns: Sequence[str], engine_rows: Sequence[Sequence[Any]]) -> list[tuple]:
+    return present(plan, draw_noise(plan, engine_columns, engine_rows))
+
+
+def _release_aggregate(aggregate: Aggregate, noised, confidence: float) -> list[tuple]:  # type: ignore[no-untyped-def]
     if aggregate.function in ("count", "sum"):
         (m,) = aggregate.measures
-        values, mechanism = noised(m.engine_column, m.sensitivity, m.epsilon, m.discrete)
+        values, mechanism = noised(m.engine_column)
         out = []
         for v in values:
             ci = intervals.additive(v, mechanism, confidence)
@@ -81,8 +98,8 @@ def _release_aggregate(aggregate: Aggregate, noised, confidence: float, n_groups
                 )
         return out
     sum_m, count_m = aggregate.measures
-    sums, sum_mech = noised(sum_m.engine_column, sum_m.sensitivity, sum_m.epsilon, sum_m.discrete)
-    counts, count_mech = noised(count_m.engine_column, count_m.sensitivity, count_m.epsilon, count_m.discrete)
+    sums, sum_mech = noised(sum_m.engine_column)
+    counts, count_mech = noised(count_m.engine_column)
     assert aggregate.lower is not None and aggregate.upper is not None
     out = []
     for s, c in zip(sums, counts, strict=True):

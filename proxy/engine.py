@@ -9,6 +9,7 @@ or a disconnect can interrupt them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,21 @@ LOCKDOWN = (
 class DuckDBEngine:
     def __init__(self, policy: Policy) -> None:
         con = duckdb.connect(":memory:")
+        self._versions: dict[str, str] = {}
         for name in policy.datasets:
-            _load(con, name, policy.source_path(name))
+            path = policy.source_path(name)
+            _load(con, name, path)
+            stat = path.stat()
+            self._versions[name] = hashlib.sha256(
+                f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+            ).hexdigest()[:16]
         for statement in LOCKDOWN:
             con.execute(statement)
         self._con = con
+
+    def data_version(self, dataset: str) -> str:
+        """Changes when the source file changes: cached answers never outlive their data."""
+        return self._versions[dataset]
 
     async def run(
         self, sql: str, params: Sequence[Any], running: RunningQuery, limits: Limits

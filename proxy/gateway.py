@@ -1,8 +1,10 @@
 """One statement in, one result out: the only place the budget is charged.
 
-For an aggregate query: plan (pure rewriter) → debit the ledger atomically → run the clipped SQL →
-noise, suppress, add intervals → result with a NOTICE on the budget. A debit is never refunded: if
-the engine fails after it, the charge stands (fail closed; a refund could make failures observable).
+For an aggregate query: plan (pure rewriter) → if this question was answered before, re-serve that
+answer at no cost (privacy.answers) → else debit the ledger atomically → run the clipped SQL → draw
+noise, store the answer → suppress, add intervals → result with a NOTICE on the budget. A debit is
+never refunded: if the engine fails after it, the charge stands (fail closed; a refund could make
+failures observable).
 Statements that read no data (SET, SHOW, transaction control, SELECT without FROM) cost nothing and
 never touch the data engine.
 """
@@ -18,9 +20,10 @@ from typing import Any
 from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed, InFailedTransaction, NoActiveTransaction, PgError
+from privacy.answers import Answer, answer_key
 from privacy.budget import PureDP
 from privacy.ledger import Ledger
-from privacy.release import release
+from privacy.release import draw_noise, present
 from proxy.catalog.engine import CatalogEngine
 from proxy.engine import DuckDBEngine
 from proxy.running import Limits, RunningQuery
@@ -72,6 +75,7 @@ class Gateway:
         self.engine = engine
         self.ledger = ledger
         self.catalog = CatalogEngine(policy)
+        self._question_locks: dict[str, asyncio.Lock] = {}
 
     # ---- checking and describing: never runs a data query, never costs budget ------------------
 
@@ -88,7 +92,7 @@ class Gateway:
             return Description((), probe)
         if statement.kind is Kind.AGGREGATE:
             plan = self._plan(statement, state, declared)
-            return Description(plan.parameter_types, [(c.name, c.pg_type) for c in plan.columns])
+            return Description(plan.parameter_types, _plan_columns(plan))
         if statement.kind is Kind.SHOW:
             name = _show_name(statement)
             if name.lower() == "all":
@@ -178,19 +182,36 @@ class Gateway:
         plan = self._plan(statement, state, declared)
         dataset = self.policy.datasets[plan.dataset]
         total = PureDP.total(dataset.budget.epsilon)
-        cost = PureDP.from_epsilon(plan.cost)
-        balance = await asyncio.to_thread(
-            self.ledger.debit, plan.dataset, state.user, cost, total, plan.fingerprint
-        )
-        engine_columns, engine_rows = await self.engine.run(
-            plan.engine_sql, params, state.running, self._limits(state)
-        )
-        rows = release(plan, engine_columns, engine_rows)
+        key = answer_key(plan, params, self.policy.version, self.engine.data_version(plan.dataset))
+        async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
+            stored = await asyncio.to_thread(self.ledger.find_answer, key)
+            if stored is not None:
+                balance = await asyncio.to_thread(self.ledger.balance, plan.dataset, state.user, total)
+                notice = (
+                    "answered again at no cost: this question was already answered "
+                    f'on dataset "{plan.dataset}" '
+                    f"(ε {balance.remaining.epsilon:.2f} of {total.epsilon:.2f} left); "
+                    f"{plan.confidence:.0%} intervals shown"
+                )
+                rows = present(plan, Answer.from_json(stored))
+                return Result(_plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
+            cost = PureDP.from_epsilon(plan.cost)
+            balance = await asyncio.to_thread(
+                self.ledger.debit, plan.dataset, state.user, cost, total, plan.fingerprint
+            )
+            engine_columns, engine_rows = await self.engine.run(
+                plan.engine_sql, params, state.running, self._limits(state)
+            )
+            answer = draw_noise(plan, engine_columns, engine_rows)
+            kept = await asyncio.to_thread(
+                self.ledger.keep_answer, key, plan.dataset, state.user, answer.to_json()
+            )
+        rows = present(plan, Answer.from_json(kept))
         notice = (
             f'ε spent {cost.epsilon:.2f} of {total.epsilon:.2f} on dataset "{plan.dataset}" '
             f"({balance.remaining.epsilon:.2f} left); {plan.confidence:.0%} intervals shown"
         )
-        return Result([(c.name, c.pg_type) for c in plan.columns], rows, f"SELECT {len(rows)}", [notice])
+        return Result(_plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
 
     def _plan(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]) -> Plan:
         """Plan once per statement and context: Parse/Describe and Execute share the plan."""
@@ -331,6 +352,10 @@ def _pg_type(duckdb_type: str) -> str:
     if duckdb_type.startswith("DECIMAL"):
         return "numeric"
     return _DUCKDB_TO_PG.get(duckdb_type, "text")
+
+
+def _plan_columns(plan: Plan) -> list[Column]:
+    return [(c.name, c.pg_type) for c in plan.columns]
 
 
 def _columns(described: Sequence[tuple[str, str]]) -> list[Column]:

@@ -19,18 +19,22 @@ def test_kill_9_loses_no_debit(proxy_factory: Callable[..., ProxyProcess]) -> No
     lock = threading.Lock()
     stop = threading.Event()
 
-    def client() -> None:
+    def client(number: int) -> None:
         nonlocal answered
         try:
             with psycopg.connect(proxy.dsn(), autocommit=True, connect_timeout=5) as conn:
+                asked = 0
                 while not stop.is_set():
-                    conn.execute("SELECT COUNT(*) FROM employees").fetchall()
+                    asked += 1  # a new question each time, so none is answered from the cache
+                    conn.execute(
+                        f"SELECT COUNT(*) FROM employees WHERE user_id <> -{number * 100000 + asked}"
+                    ).fetchall()
                     with lock:
                         answered += 1
         except psycopg.Error:
             return  # the server died under us
 
-    threads = [threading.Thread(target=client) for _ in range(6)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 20

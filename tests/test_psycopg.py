@@ -170,17 +170,19 @@ def test_settings_choose_epsilon_and_confidence(proxy: ProxyProcess) -> None:
 def test_budget_exhaustion_is_53400_with_amounts(proxy_factory: Callable[..., ProxyProcess]) -> None:
     small = proxy_factory(**{"budget.epsilon": 1.2})
     with connect(small) as conn:
-        conn.execute("SELECT COUNT(*) FROM employees")
-        conn.execute("SELECT COUNT(*) FROM employees")
+        conn.execute("SELECT COUNT(*) FROM employees WHERE age > 20")
+        conn.execute("SELECT COUNT(*) FROM employees WHERE age > 21")
         with pytest.raises(psycopg.Error) as raised:
-            conn.execute("SELECT COUNT(*) FROM employees")
+            conn.execute("SELECT COUNT(*) FROM employees WHERE age > 22")
         assert raised.value.sqlstate == "53400"
         message = raised.value.diag.message_primary or ""
         assert "needs ε 0.5" in message and "only ε 0.2 of 1.2 is left" in message
         assert raised.value.diag.message_hint
         conn.execute("SET dp.epsilon = 0.2")
-        assert conn.execute("SELECT COUNT(*) FROM employees").fetchone() is not None
+        assert conn.execute("SELECT COUNT(*) FROM employees WHERE age > 22").fetchone() is not None
         assert conn.execute("SELECT 1").fetchone() == (1,)  # free statements still work
+        conn.execute("SET dp.epsilon = 0.5")  # an answered question is re-served even with no budget left
+        assert conn.execute("select count(*)  FROM Employees where AGE > 21").fetchone() is not None
 
 
 def test_concurrent_clients_never_overspend(proxy_factory: Callable[..., ProxyProcess]) -> None:
@@ -189,18 +191,18 @@ def test_concurrent_clients_never_overspend(proxy_factory: Callable[..., ProxyPr
     outcomes: list[str] = []
     lock = threading.Lock()
 
-    def client() -> None:
+    def client(number: int) -> None:
         with connect(tight) as conn:
             barrier.wait(timeout=30)
-            try:
-                conn.execute("SELECT COUNT(*) FROM employees").fetchall()
+            try:  # sixteen different questions: each would need its own ε
+                conn.execute(f"SELECT COUNT(*) FROM employees WHERE age > {number}").fetchall()
                 outcome = "answered"
             except psycopg.Error as error:
                 outcome = error.sqlstate or "?"
         with lock:
             outcomes.append(outcome)
 
-    threads = [threading.Thread(target=client) for _ in range(16)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
     for t in threads:
         t.start()
     for t in threads:
