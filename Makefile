@@ -14,7 +14,7 @@ $(BIN)/privacylens: pyproject.toml
 	touch $@
 
 demo-data: $(BIN)/privacylens
-	$(BIN)/privacylens demo-data --out data/employees.parquet
+	$(BIN)/privacylens demo-data --out-dir data
 
 run: demo-data
 	$(BIN)/privacylens make-cert --out-dir var/tls

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 
+from demo import visits
 from demo.employees import generate
 from rewriter.context import RewriteContext
 from rewriter.parse import split_statements
@@ -45,6 +46,7 @@ def main() -> None:
         work = Path(tmp)
         data = work / "employees.parquet"
         rows = generate(data)
+        visits.generate(work / "visits.parquet")
         policy_path = write_policy(work, data, **{"budget.epsilon": 1e6})
         policy = load_policy(policy_path)
         ctx = RewriteContext(policy, "analyst", "analyst")

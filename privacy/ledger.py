@@ -10,6 +10,7 @@ debit is on disk. The caller releases an answer only after `debit` returns.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
 import time
@@ -25,6 +26,10 @@ CREATE TABLE IF NOT EXISTS accounts (
     user_name TEXT NOT NULL,
     spent_micro INTEGER NOT NULL CHECK (spent_micro >= 0),
     PRIMARY KEY (dataset, user_name)
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
@@ -109,6 +114,14 @@ class Ledger:
                 self._db.execute("ROLLBACK")
                 raise
             return Balance(dataset, user, total, PureDP(new_spent))
+
+    def secret(self, name: str) -> str:
+        """A random secret made once and kept: stable across restarts and shared by replicas."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, secrets.token_hex(32))
+            )
+            return str(self._db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0])
 
     def find_answer(self, key: str) -> str | None:
         """A released answer (its JSON), if this question was answered before."""

@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
             help=f"{setting.help} (default {setting.default}; env PRIVACYLENS_{setting.name.upper()})",
         )
 
-    demo = commands.add_parser("demo-data", help="write the seeded demo employees table")
-    demo.add_argument("--out", default="data/employees.parquet")
+    demo = commands.add_parser("demo-data", help="write the seeded demo tables (employees, visits)")
+    demo.add_argument("--out-dir", default="data")
     demo.add_argument("--force", action="store_true", help="rewrite even if the file exists")
 
     cert = commands.add_parser("make-cert", help="write a self-signed TLS certificate for development")
@@ -55,13 +55,14 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 0
     if args.command == "demo-data":
-        from demo.employees import generate
+        from demo import employees, visits
 
-        out = Path(args.out)
-        if out.exists() and not args.force:
-            print(f"{out} exists (use --force to rewrite)")
-            return 0
-        print(f"wrote {generate(out)} rows to {out}")
+        for name, generate in (("employees", employees.generate), ("visits", visits.generate)):
+            out = Path(args.out_dir) / f"{name}.parquet"
+            if out.exists() and not args.force:
+                print(f"{out} exists (use --force to rewrite)")
+                continue
+            print(f"wrote {generate(out)} rows to {out}")
         return 0
     if args.command == "issue-token":
         from proxy.tokens import issue_development_token

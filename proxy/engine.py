@@ -29,8 +29,10 @@ LOCKDOWN = (
 
 
 class DuckDBEngine:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, bounding_secret: str) -> None:
         con = duckdb.connect(":memory:")
+        # The key of contribution bounding's hash; SQL refers to the macro, never to the value.
+        con.execute(f"CREATE MACRO privacylens_secret() AS '{bounding_secret:s}'")
         self._versions: dict[str, str] = {}
         for name in policy.datasets:
             path = policy.source_path(name)

@@ -40,9 +40,9 @@ class Server:
         self.settings = settings
         policy = load_policy(settings.policy)
         self.verifiers = Verifiers(policy.users)
-        self.gateway = Gateway(
-            policy, DuckDBEngine(policy), Ledger(settings.ledger), settings.statement_timeout
-        )
+        ledger = Ledger(settings.ledger)
+        engine = DuckDBEngine(policy, bounding_secret=ledger.secret("contribution-bounding"))
+        self.gateway = Gateway(policy, engine, ledger, settings.statement_timeout)
         self.sessions: dict[int, tuple[int, SessionState]] = {}
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise ValueError("give both tls_cert and tls_key, or neither")

@@ -44,7 +44,7 @@ class Measure:
 
 @dataclass(frozen=True)
 class Aggregate:
-    """A released aggregate: count and sum use one measure, avg a centred sum and a count."""
+    """A released aggregate: count (of rows or of units) and sum use one measure, avg two."""
 
     name: str
     function: Literal["count", "sum", "avg"]

@@ -109,6 +109,13 @@ class Suppression(_Frozen):
     )
 
 
+class Contribution(_Frozen):
+    """How much one privacy unit may contribute; enforced in the engine plan, so sensitivities hold."""
+
+    max_groups_contributed: int = Field(1, ge=1, description="Groups one unit may appear in per query.")
+    max_rows_per_group: int = Field(1, ge=1, description="Rows one unit may contribute to one group.")
+
+
 class Dataset(_Frozen):
     source: str = Field(description="Parquet or CSV file, relative to the policy file.")
     description: str = ""
@@ -116,11 +123,24 @@ class Dataset(_Frozen):
     one_row_per_unit: bool = Field(
         description="True when each privacy unit has at most one row; contribution bounding is skipped."
     )
+    contribution: Contribution | None = Field(
+        default=None, description="Required unless one_row_per_unit: the bounds on each unit's contribution."
+    )
     budget: Budget
     query: QueryLimits = QueryLimits()
     suppression: Suppression = Suppression()
     max_groups: int = Field(1000, ge=1, description="Largest number of groups one query may release.")
     columns: dict[str, Column]
+
+    @model_validator(mode="after")
+    def _contribution_is_bounded(self) -> Dataset:
+        if not self.one_row_per_unit and self.contribution is None:
+            raise ValueError("a dataset with several rows per unit must declare contribution bounds")
+        return self
+
+    def bounds(self) -> Contribution:
+        """The contribution bounds in force (one row per unit is one group, one row)."""
+        return self.contribution if self.contribution is not None else Contribution()
 
     @model_validator(mode="after")
     def _unit_is_a_column(self) -> Dataset:

@@ -5,15 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from demo.employees import generate
+from demo import employees, visits
 from proxy.tls import make_self_signed
 from tests.proxy_process import ProxyProcess, start_proxy, write_policy
 
 
 @pytest.fixture(scope="session")
 def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "employees.parquet"
-    generate(path)
+    directory = tmp_path_factory.mktemp("data")
+    visits.generate(directory / "visits.parquet")
+    path = directory / "employees.parquet"
+    employees.generate(path)
     return path
 
 

@@ -23,10 +23,12 @@ def free_port() -> int:
 
 
 def write_policy(directory: Path, data_file: Path, **dataset_overrides: object) -> Path:
-    """The demo policy pointed at `data_file`, with dataset keys overridden (dotted: budget.epsilon)."""
+    """The demo policy pointed at the demo data beside `data_file`, with keys of the employees dataset
+    overridden (dotted: budget.epsilon=...)."""
     policy = yaml.safe_load(DEMO_POLICY.read_text())
+    for name, dataset in policy["datasets"].items():
+        dataset["source"] = str(data_file.parent / f"{name}.parquet")
     dataset = policy["datasets"]["employees"]
-    dataset["source"] = str(data_file)
     for dotted, value in dataset_overrides.items():
         target = dataset
         *path, last = dotted.split(".")

@@ -57,6 +57,13 @@ def _check_select_item(item: exp.Expression, grouped: set[str], dataset: Dataset
     argument = value.this
     if isinstance(argument, exp.Star):
         return
+    if isinstance(argument, exp.Distinct):
+        if argument.expressions[0].name != dataset.privacy_unit:
+            raise FeatureNotAllowed(
+                "COUNT(DISTINCT ...) is supported on the privacy unit only",
+                hint=f"COUNT(DISTINCT {dataset.privacy_unit}) counts people.",
+            )
+        return
     if not isinstance(argument, exp.Column):
         raise FeatureNotAllowed(
             f"{function.upper()} accepts a plain column name",

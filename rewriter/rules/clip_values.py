@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import sqlglot
 from sqlglot import exp
 
 from rewriter.context import RewriteContext
@@ -34,7 +35,7 @@ DUCKDB_TYPES: dict[str, str] = {
 @dataclass(frozen=True)
 class MeasuredAggregate:
     name: str
-    function: str  # count | sum | avg
+    function: str  # count | count_units | sum | avg
     column: Column | None  # None for COUNT(*)
     measures: tuple[str, ...]  # engine columns: (value,) or, for avg, (centred_sum, count)
 
@@ -59,7 +60,13 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
     outputs: list[tuple[str, str, int]] = []
     key_positions: dict[int, int] = {}
     aggregates: list[MeasuredAggregate] = []
-    measures: list[exp.Expression] = [exp.alias_(exp.Count(this=exp.Star()), THRESHOLD_MEASURE)]
+    # The noisy group size counts privacy units (one per unit per group, whatever its rows).
+    group_size = (
+        exp.Count(this=exp.Star())
+        if dataset.one_row_per_unit
+        else exp.Count(this=exp.Distinct(expressions=[_col(dataset.privacy_unit)]))
+    )
+    measures: list[exp.Expression] = [exp.alias_(group_size, THRESHOLD_MEASURE)]
     for position, item in enumerate(tree.expressions):
         value = item.this
         if key_of(value) in key_index:
@@ -75,17 +82,20 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
 
     parameter_types = _parameter_types(tree, dataset, ctx)
     engine_keys = [_engine_key(key) for key in keys]
-    engine = exp.select(
-        *(exp.alias_(k.copy(), f"__k{i}") for i, k in enumerate(engine_keys)), *measures, copy=False
-    ).from_(exp.to_table(name, quoted=True), copy=False)
     conditions = (
         [_engine_where(tree.args["where"].this, parameter_types, dataset)] if tree.args.get("where") else []
     )
     conditions += [_in_domain(key, dataset.columns[key.column]) for key in keys]
-    if conditions:
-        engine = engine.where(exp.and_(*conditions, copy=False), copy=False)
-    if keys:
-        engine = engine.group_by(*engine_keys, copy=False)
+    if dataset.one_row_per_unit:
+        engine = exp.select(
+            *(exp.alias_(k.copy(), f"__k{i}") for i, k in enumerate(engine_keys)), *measures, copy=False
+        ).from_(exp.to_table(name, quoted=True), copy=False)
+        if conditions:
+            engine = engine.where(exp.and_(*conditions, copy=False), copy=False)
+        if keys:
+            engine = engine.group_by(*engine_keys, copy=False)
+    else:
+        engine = _bounded(name, dataset, engine_keys, conditions, measures)
     return ClippedQuery(
         dataset=name,
         engine=engine,
@@ -95,6 +105,56 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
         parameter_types=parameter_types,
         tree=tree,
     )
+
+
+def _bounded(
+    name: str,
+    dataset: Dataset,
+    engine_keys: list[exp.Expression],
+    conditions: list[exp.Expression],
+    measures: list[exp.Expression],
+) -> exp.Select:
+    """Contribution bounding inside the plan: each unit keeps at most `max_rows_per_group` rows per
+    group and at most `max_groups_contributed` groups, chosen by a keyed hash.
+
+    The hash key is `privacylens_secret()`, a macro the engine defines from a secret kept in the
+    ledger database: the choice is deterministic (the same question keeps the same rows) but no
+    analyst can predict or steer it, and the secret never appears in SQL text. Rows without a
+    privacy unit are dropped: they could not be bounded.
+    """
+    bounds = dataset.bounds()
+    duck = "duckdb"
+    unit = _col(dataset.privacy_unit).sql(duck)
+    columns = ", ".join(_col(c).sql(duck) for c in dataset.columns)
+    key_names = [f"__k{i}" for i in range(len(engine_keys))]
+    keys_select = "".join(f", {k.sql(duck)} AS {n}" for k, n in zip(engine_keys, key_names, strict=True))
+    where = exp.and_(
+        *conditions, exp.Not(this=exp.Is(this=_col(dataset.privacy_unit), expression=exp.Null()))
+    )
+    partition = ", ".join([unit, *key_names])
+    measure_sql = ", ".join(m.sql(duck) for m in measures)
+    sql = (
+        f"WITH __filtered AS (SELECT *{keys_select}, hash({columns}, privacylens_secret()) AS __h "
+        f"FROM {exp.to_table(name, quoted=True).sql(duck)} WHERE {where.sql(duck)}), "
+        f"__capped AS (SELECT * FROM __filtered QUALIFY row_number() OVER "
+        f"(PARTITION BY {partition} ORDER BY __h) <= {bounds.max_rows_per_group})"
+    )
+    source = "__capped"
+    if engine_keys:
+        sql += (
+            f", __unit_groups AS (SELECT {partition} FROM (SELECT DISTINCT {partition} FROM __capped) "
+            f"QUALIFY row_number() OVER (PARTITION BY {unit} "
+            f"ORDER BY hash({partition}, privacylens_secret())) <= {bounds.max_groups_contributed}), "
+            f"__bounded AS (SELECT __capped.* FROM __capped JOIN __unit_groups USING ({partition}))"
+        )
+        source = "__bounded"
+    keys_out = "".join(f"{n}, " for n in key_names)
+    sql += f" SELECT {keys_out}{measure_sql} FROM {source}"
+    if key_names:
+        sql += f" GROUP BY {', '.join(key_names)}"
+    parsed = sqlglot.parse_one(sql, read=duck)
+    assert isinstance(parsed, exp.Select)
+    return parsed
 
 
 def _engine_key(key: KeySpec) -> exp.Expression:
@@ -134,6 +194,11 @@ def _measure(
     if isinstance(argument, exp.Star):
         return MeasuredAggregate(name, "count", None, (f"__m{index}",)), [
             exp.alias_(exp.Count(this=exp.Star()), f"__m{index}")
+        ]
+    if isinstance(argument, exp.Distinct):  # COUNT(DISTINCT unit): check_column_access allows only that
+        unit = argument.expressions[0].name
+        return MeasuredAggregate(name, "count_units", dataset.columns[unit], (f"__m{index}",)), [
+            exp.alias_(exp.Count(this=exp.Distinct(expressions=[_col(unit)])), f"__m{index}")
         ]
     column = dataset.columns[argument.name]
     if function == "count":

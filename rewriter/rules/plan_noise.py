@@ -1,11 +1,14 @@
 """Decide the noise: the query's ε, its split, each measure's sensitivity, and the output schema.
 
-Neighbouring datasets differ by adding or removing one privacy unit, which (with one row per unit)
-touches one row of one group. Groups come from a public domain and are disjoint, so each group's
-measures compose in parallel and the query costs its ε once. Within a group the ε is split:
+Neighbouring datasets differ by adding or removing one privacy unit. The plan lets a unit touch at
+most k groups with at most m rows each (k = m = 1 for one-row-per-unit datasets, k = 1 without
+GROUP BY), so each measure's L1 sensitivity over the whole vector of groups is k·m rows' worth (k
+for counts of units), and Laplace noise of that scale per group makes the query ε-DP for its ε.
+Within a group the ε is split:
 `suppression.epsilon_share` of it for the noisy group size, the rest evenly across the aggregates
 (an AVG halves its share between its centred sum and its count). Sensitivities per measure:
-COUNT 1; SUM max(|lower|, |upper|); AVG's centred sum (upper - lower) / 2.
+COUNT k·m; COUNT(DISTINCT unit) and the group size k; SUM k·m·max(|lower|, |upper|); AVG's centred
+sum k·m·(upper - lower) / 2 and its count k·m.
 """
 
 from __future__ import annotations
@@ -32,12 +35,6 @@ from rewriter.rules.clip_values import THRESHOLD_MEASURE, ClippedQuery, Measured
 
 def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
     dataset = ctx.dataset(query.dataset)
-    if not dataset.one_row_per_unit:
-        raise FeatureNotAllowed(
-            f'dataset "{query.dataset}" has several rows per privacy unit; contribution bounding is '
-            "not available yet, so it cannot be queried",
-            hint="An admin can declare one_row_per_unit: true only if each unit really has one row.",
-        )
     epsilon = _query_epsilon(ctx, query.dataset)
     confidence = ctx.confidence if ctx.confidence is not None else dataset.query.confidence
 
@@ -55,9 +52,14 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
 
     total = Fraction(str(epsilon))
     share = Fraction(str(dataset.suppression.epsilon_share)) if query.aggregates else Fraction(1)
-    threshold = Measure(THRESHOLD_MEASURE, 1.0, _float_down(total * share), discrete=True)
+    # One unit touches at most k groups (k = 1 without GROUP BY) with at most m rows in each, so the
+    # L1 sensitivity of a measure over all groups is k·m times a single row's (k for unit counts).
+    bounds = dataset.bounds()
+    k = bounds.max_groups_contributed if query.keys else 1
+    m = bounds.max_rows_per_group
+    threshold = Measure(THRESHOLD_MEASURE, float(k), _float_down(total * share), discrete=True)
     per_aggregate = total * (1 - share) / len(query.aggregates) if query.aggregates else Fraction(0)
-    aggregates = tuple(_noised(a, per_aggregate) for a in query.aggregates)
+    aggregates = tuple(_noised(a, per_aggregate, k, m) for a in query.aggregates)
 
     keys = tuple(
         GroupKey(
@@ -117,18 +119,22 @@ def _float_down(value: Fraction) -> float:
     return math.nextafter(as_float, 0.0) if Fraction(as_float) > value else as_float
 
 
-def _noised(aggregate: MeasuredAggregate, share: Fraction) -> Aggregate:
+def _noised(aggregate: MeasuredAggregate, share: Fraction, k: int, m: int) -> Aggregate:
     column = aggregate.column
     epsilon = _float_down(share)
     half = _float_down(share / 2)
+    rows = float(k * m)  # how many rows of one unit a query can see
+    if aggregate.function == "count_units":
+        (measure,) = aggregate.measures
+        return Aggregate(aggregate.name, "count", (Measure(measure, float(k), epsilon, True),), "int8")
     if aggregate.function == "count":
         (measure,) = aggregate.measures
-        return Aggregate(aggregate.name, "count", (Measure(measure, 1.0, epsilon, True),), "int8")
+        return Aggregate(aggregate.name, "count", (Measure(measure, rows, epsilon, True),), "int8")
     assert column is not None and column.lower is not None and column.upper is not None
     lower, upper = column.lower, column.upper
     if aggregate.function == "sum":
         (measure,) = aggregate.measures
-        sensitivity = max(abs(lower), abs(upper))
+        sensitivity = rows * max(abs(lower), abs(upper))
         return Aggregate(
             aggregate.name, "sum", (Measure(measure, sensitivity, epsilon, False),), "float8", lower, upper
         )
@@ -137,8 +143,8 @@ def _noised(aggregate: MeasuredAggregate, share: Fraction) -> Aggregate:
         aggregate.name,
         "avg",
         (
-            Measure(centred_sum, (upper - lower) / 2, half, False),
-            Measure(count, 1.0, half, True),
+            Measure(centred_sum, rows * (upper - lower) / 2, half, False),
+            Measure(count, rows, half, True),
         ),
         "float8",
         lower,

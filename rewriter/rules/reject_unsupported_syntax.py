@@ -87,6 +87,8 @@ def _check_node(node: exp.Expression) -> None:
         )
     if isinstance(node, exp.Select) and node.parent is not None:
         raise FeatureNotAllowed("subqueries are not supported", hint=f"Ask one flat query, e.g. {EXAMPLE}")
+    if isinstance(node, exp.Distinct) and isinstance(node.parent, exp.Count):
+        return  # checked with its COUNT below
     if type(node) not in ALLOWED_NODES:
         reason = _NAMED_REFUSALS.get(type(node))
         if reason is None and isinstance(node, exp.Func):
@@ -99,7 +101,9 @@ def _check_node(node: exp.Expression) -> None:
     if isinstance(node, exp.Cast) and node.to.this not in CAST_TARGETS:
         raise FeatureNotAllowed(f"casting to {node.to.sql('postgres')} is not supported")
     if isinstance(node, exp.Count) and isinstance(node.this, exp.Distinct):
-        raise FeatureNotAllowed("COUNT(DISTINCT ...) is not supported yet", hint="Use COUNT(*).")
+        inner = node.this.expressions
+        if len(inner) != 1 or not isinstance(inner[0], exp.Column):
+            raise FeatureNotAllowed("COUNT(DISTINCT ...) takes one column", hint="COUNT(DISTINCT user_id)")
     if isinstance(node, exp.Limit):
         limit = node.expression
         if not (isinstance(limit, exp.Literal) and not limit.is_string and limit.this.isdigit()):

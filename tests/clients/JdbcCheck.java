@@ -23,7 +23,7 @@ public class JdbcCheck {
             try (ResultSet rs = meta.getTables(null, "public", "%", new String[] {"TABLE"})) {
                 while (rs.next()) tables.add(rs.getString("TABLE_NAME") + ":" + rs.getString("TABLE_TYPE"));
             }
-            check(tables.equals(List.of("employees:TABLE")), "getTables " + tables);
+            check(tables.equals(List.of("employees:TABLE", "visits:TABLE")), "getTables " + tables);
 
             List<String> columns = new ArrayList<>();
             try (ResultSet rs = meta.getColumns(null, "public", "employees", "%")) {
