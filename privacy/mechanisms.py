@@ -66,6 +66,16 @@ class Laplace:
             k += 1
         return float(k)
 
+    def below(self, t: float) -> float:
+        """P(Z < t) for the noise Z (used for suppression probabilities)."""
+        b = self.scale
+        if self.discrete:
+            z = math.ceil(t) - 1  # P(Z < t) = P(Z <= ceil(t) - 1) on the integers
+            if z < 0:
+                return math.exp((z + 1) / b) / (1 + math.exp(-1 / b)) * math.exp(-1 / b)
+            return 1 - math.exp(-(z + 1) / b) / (1 + math.exp(-1 / b))
+        return 0.5 * math.exp(t / b) if t < 0 else 1 - 0.5 * math.exp(-t / b)
+
     def standard_deviation(self) -> float:
         b = self.scale
         if self.discrete:

@@ -22,6 +22,7 @@ from sqlglot import exp
 from pgerrors import FeatureNotAllowed, InFailedTransaction, NoActiveTransaction, PgError
 from privacy.answers import Answer, answer_key
 from privacy.budget import PureDP
+from privacy.explain import explain
 from privacy.ledger import Ledger
 from privacy.release import draw_noise, present
 from proxy.catalog.engine import CatalogEngine
@@ -98,6 +99,11 @@ class Gateway:
             if name.lower() == "all":
                 return Description((), [("name", "text"), ("setting", "text"), ("description", "text")])
             return Description((), [(name, "text")])
+        if statement.kind is Kind.EXPLAIN:
+            if statement.inner is None or statement.inner.kind is not Kind.AGGREGATE:
+                raise FeatureNotAllowed("EXPLAIN applies to DP queries over a dataset")
+            self._plan(statement.inner, state, declared)
+            return Description((), [("QUERY PLAN", "text")])
         if statement.kind is Kind.DECLARE:  # NoData, but the cursor's query is checked now
             inner = self.describe(statement.inner, state, declared) if statement.inner else None
             return Description(inner.parameter_types if inner else (), None)
@@ -111,7 +117,7 @@ class Gateway:
         `scratch` is a throw-away copy of the session: a SET is applied to it, so later statements
         of the same string are checked with the settings they will run under.
         """
-        if statement.kind in (Kind.AGGREGATE, Kind.CONSTANT, Kind.OTHER, Kind.DECLARE):
+        if statement.kind in (Kind.AGGREGATE, Kind.CONSTANT, Kind.OTHER, Kind.DECLARE, Kind.EXPLAIN):
             self.describe(statement, scratch)
         elif statement.kind is Kind.SET:
             self._set(statement, scratch)
@@ -138,6 +144,8 @@ class Gateway:
         probe = self._probe(statement)
         if probe is not None:
             return Result(probe, [], "SELECT 0")
+        if kind is Kind.EXPLAIN:
+            return await self._explain(statement, state, params, declared)
         if kind is Kind.AGGREGATE:
             return await self._aggregate(statement, state, params, declared)
         if kind is Kind.SET:
@@ -212,6 +220,28 @@ class Gateway:
             f"({balance.remaining.epsilon:.2f} left); {plan.confidence:.0%} intervals shown"
         )
         return Result(_plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
+
+    async def _explain(
+        self,
+        statement: Statement,
+        state: SessionState,
+        params: Sequence[Any],
+        declared: tuple[str | None, ...],
+    ) -> Result:
+        """The DP plan of a query, its ε split and expected errors: free, the engine is not touched."""
+        if statement.inner is None or statement.inner.kind is not Kind.AGGREGATE:
+            raise FeatureNotAllowed(
+                "EXPLAIN applies to DP queries over a dataset",
+                hint="EXPLAIN SELECT department, COUNT(*) FROM employees GROUP BY department",
+            )
+        plan = self._plan(statement.inner, state, declared)
+        dataset = self.policy.datasets[plan.dataset]
+        total = PureDP.total(dataset.budget.epsilon)
+        balance = await asyncio.to_thread(self.ledger.balance, plan.dataset, state.user, total)
+        key = answer_key(plan, params, self.policy.version, self.engine.data_version(plan.dataset))
+        answered = await asyncio.to_thread(self.ledger.find_answer, key) is not None
+        lines = explain(plan, dataset, balance.remaining.epsilon, total.epsilon, answered)
+        return Result([("QUERY PLAN", "text")], [(line,) for line in lines], "EXPLAIN")
 
     def _plan(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]) -> Plan:
         """Plan once per statement and context: Parse/Describe and Execute share the plan."""

@@ -34,6 +34,7 @@ class Kind(Enum):
     BEGIN = "begin"
     COMMIT = "commit"
     ROLLBACK = "rollback"
+    EXPLAIN = "explain"  # EXPLAIN query: the DP plan, free
     DECLARE = "declare"  # DECLARE name CURSOR FOR query: the query runs once, rows wait in a portal
     FETCH = "fetch"
     MOVE = "move"
@@ -111,13 +112,19 @@ def _classify(tokens: list[Token], sql: str) -> Statement:
     for prefix, kind in _TRANSACTION_WORDS.items():
         if words[: len(prefix)] == prefix:
             return Statement(kind, None, words)
-    if words[0] in ("DECLARE", "FETCH") and len(tokens) == 2 and tokens[1].token_type == TokenType.STRING:
+    if (
+        words[0] in ("DECLARE", "FETCH", "EXPLAIN")
+        and len(tokens) == 2
+        and tokens[1].token_type == TokenType.STRING
+    ):
         # sqlglot lexes these as a command plus the rest of the statement as one string: lex the rest.
         rest = tokens[1].text
         tokens = [tokens[0], *_tokenize(rest)]
         sql = rest
     if words[0] == "DECLARE":
         return _declare(tokens, sql)
+    if words[0] == "EXPLAIN":
+        return _explain(tokens, sql)
     if words[0] in ("FETCH", "MOVE"):
         return _fetch(tokens)
     if words[0] == "CLOSE":
@@ -178,6 +185,21 @@ def _declare(tokens: list[Token], sql: str) -> Statement:
     inner = _classify(tokens[index + 1 :], sql) if query else None
     holdable = "WITH" in options and "HOLD" in options
     return Statement(Kind.DECLARE, None, ("DECLARE",), cursor=name, inner=inner, holdable=holdable)
+
+
+def _explain(tokens: list[Token], sql: str) -> Statement:
+    """EXPLAIN [VERBOSE] query. EXPLAIN ANALYZE would run the query, so it is refused."""
+    rest = tokens[1:]
+    while rest and rest[0].text.upper() == "VERBOSE":
+        rest = rest[1:]
+    if rest and rest[0].text.upper() in ("ANALYZE", "ANALYSE", "("):
+        raise FeatureNotAllowed(
+            "EXPLAIN ANALYZE and EXPLAIN options are not supported",
+            hint="EXPLAIN <query> shows the DP plan, its ε split and expected errors, free.",
+        )
+    if not rest:
+        raise SyntaxErrorPg("syntax error at end of input", hint="EXPLAIN SELECT ...")
+    return Statement(Kind.EXPLAIN, None, ("EXPLAIN",), inner=_classify(rest, sql))
 
 
 def _fetch(tokens: list[Token]) -> Statement:

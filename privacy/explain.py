@@ -1,0 +1,83 @@
+"""EXPLAIN of a DP query: what it will cost and how precise it will be, from the plan alone (free)."""
+
+from __future__ import annotations
+
+from privacy import intervals
+from privacy.mechanisms import Laplace
+from rewriter.plan import Aggregate, Plan
+from rewriter.policy import Dataset
+
+
+def explain(plan: Plan, dataset: Dataset, remaining: float, total: float, answered: bool) -> list[str]:
+    alpha = 1 - plan.confidence
+    bounds = dataset.bounds()
+    k = bounds.max_groups_contributed if plan.keys else 1
+    lines = [
+        f'DP plan on dataset "{plan.dataset}" (privacy unit: {dataset.privacy_unit}; '
+        f"each unit counts in at most {k} group(s), with at most {bounds.max_rows_per_group} row(s) in each)",
+        f"ε {float(plan.cost):.4g} for this query; {remaining:.4g} of {total:.4g} left"
+        + ("; already answered: running it again costs nothing" if answered else ""),
+        f"groups released: {_group_count(plan)} (every group of the public domain, small ones suppressed)",
+    ]
+    t = plan.threshold
+    size = Laplace.calibrate(t.sensitivity, t.epsilon, discrete=True)
+    tau = plan.min_group_size
+    lines.append(
+        f"  group size (suppressed below {tau}): ε {t.epsilon:.4g}, discrete Laplace scale {size.scale:.4g}"
+    )
+    sizes = sorted({max(1, tau // 2), tau, 2 * tau, 4 * tau})
+    chances = ", ".join(f"{n}: {size.below(tau - n):.1%}" for n in sizes)
+    lines.append(f"    chance a group is suppressed, by its true size: {chances}")
+    for aggregate in plan.aggregates:
+        lines.extend(_aggregate_lines(aggregate, alpha, plan.confidence))
+    lines.append("engine SQL (clipped and bounded; run only when the answer is released):")
+    lines.append(f"  {plan.engine_sql}")
+    return lines
+
+
+def _aggregate_lines(aggregate: Aggregate, alpha: float, confidence: float) -> list[str]:
+    level = f"{confidence:.0%}"
+    if aggregate.function in ("count", "sum"):
+        (m,) = aggregate.measures
+        mechanism = Laplace.calibrate(m.sensitivity, m.epsilon, m.discrete)
+        kind = "discrete Laplace" if m.discrete else "Laplace"
+        clip = (
+            f", values clipped to [{aggregate.lower:g}, {aggregate.upper:g}]"
+            if aggregate.lower is not None
+            else ""
+        )
+        return [
+            f"  {aggregate.name} = {aggregate.function.upper()}: ε {m.epsilon:.4g}, "
+            f"sensitivity {m.sensitivity:g}, {kind} scale {mechanism.scale:.4g}{clip}; "
+            f"{level} interval ± {mechanism.half_width(alpha):.4g}"
+        ]
+    sum_m, count_m = aggregate.measures
+    sum_mech = Laplace.calibrate(sum_m.sensitivity, sum_m.epsilon, False)
+    count_mech = Laplace.calibrate(count_m.sensitivity, count_m.epsilon, True)
+    assert aggregate.lower is not None and aggregate.upper is not None
+    widths = []
+    for n in (100, 1000, 10000):
+        ci = intervals.ratio_of_centred_sum(
+            0.0,
+            sum_mech,
+            float(n),
+            count_mech,
+            aggregate.midpoint,
+            aggregate.lower,
+            aggregate.upper,
+            confidence,
+        )
+        widths.append(f"{n}: ± {(ci.high - ci.low) / 2:.4g}")
+    return [
+        f"  {aggregate.name} = AVG: ε {aggregate.epsilon:.4g} = {sum_m.epsilon:.4g} for a centred sum "
+        f"(scale {sum_mech.scale:.4g}) + {count_m.epsilon:.4g} for a count (scale {count_mech.scale:.4g}), "
+        f"values clipped to [{aggregate.lower:g}, {aggregate.upper:g}]",
+        f"    {level} interval half-width, by group size: {', '.join(widths)}",
+    ]
+
+
+def _group_count(plan: Plan) -> int:
+    count = 1
+    for key in plan.keys:
+        count *= len(key.values)
+    return count
