@@ -12,7 +12,10 @@ from psycopg import errors
 from privacy.mechanisms import Laplace
 from tests.proxy_process import ProxyProcess
 
-QUERY = "SELECT department, COUNT(*) AS n, AVG(salary) AS avg_salary FROM employees WHERE age > 40 GROUP BY department"
+QUERY = (
+    "SELECT department, COUNT(*) AS n, AVG(salary) AS avg_salary FROM employees "
+    "WHERE age > 40 GROUP BY department"
+)
 
 
 def spent(proxy: ProxyProcess) -> int:
