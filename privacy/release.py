@@ -74,6 +74,8 @@ def present(plan: Plan, answer: Answer) -> list[tuple]:
                 value, low, high = cells[column.index][g]
                 row.append({"value": value, "ci_low": low, "ci_high": high}[column.role])
         rows.append(tuple(row))
+    if plan.having is not None:
+        rows = [row for row in rows if plan.having.holds(row) is True]
     rows = _order(rows, plan.order_by)
     return rows[: plan.limit] if plan.limit is not None else rows
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 # PostgreSQL type names used for results and parameters (the wire layer maps them to OIDs).
 PgType = Literal["int8", "int4", "float8", "text", "bool", "date", "timestamp", "numeric"]
@@ -94,3 +94,4 @@ class Plan:
     order_by: tuple[SortKey, ...]
     limit: int | None
     fingerprint: str
+    having: Any = None  # rewriter.having.Condition over output columns, evaluated after noise

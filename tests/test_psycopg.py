@@ -346,3 +346,28 @@ def test_wrong_password_and_parameter_status_updates(proxy: ProxyProcess) -> Non
         conn.execute("SET TimeZone = 'Europe/Paris'")
         assert conn.info.parameter_status("application_name") == "dashboards"
         assert conn.info.parameter_status("TimeZone") == "Europe/Paris"
+
+
+def test_having_filters_released_values(proxy: ProxyProcess) -> None:
+    with connect(proxy) as conn:
+        conn.execute("SET dp.epsilon = 2")
+        rows = conn.execute(
+            "SELECT department, COUNT(*) AS n FROM employees GROUP BY department "
+            "HAVING n > 500 AND COUNT(*) < 4000 ORDER BY n"
+        ).fetchall()
+        assert [r[0] for r in rows] == ["Finance", "Marketing", "Support", "Operations", "Sales"]
+        assert all(500 < r[1] < 4000 for r in rows)
+        everything = conn.execute(
+            "SELECT department, COUNT(*) AS n FROM employees GROUP BY department"
+        ).fetchall()
+        assert {r[0]: r for r in everything}["Sales"] == {r[0]: r for r in rows}[
+            "Sales"
+        ]  # same cached answer
+        assert (
+            conn.execute(  # a suppressed group (NULL) never passes HAVING
+                "SELECT department, COUNT(*) FROM employees GROUP BY department HAVING COUNT(*) < 50"
+            ).fetchall()
+            == []
+        )
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute("SELECT department FROM employees GROUP BY department HAVING AVG(salary) > 1")

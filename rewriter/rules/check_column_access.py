@@ -29,6 +29,19 @@ def check_column_access(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
     where = tree.args.get("where")
     if where is not None:
         _check_where(where, dataset, name)
+    having = tree.args.get("having")
+    if having is not None:
+        for node in having.walk():
+            inside_aggregate = node.find_ancestor(exp.Count, exp.Sum, exp.Avg) is not None
+            if (
+                isinstance(node, exp.Column)
+                and node.table
+                and not inside_aggregate
+                and node.name not in {k.column for k in keys}
+            ):
+                raise AccessDenied(
+                    f'column "{node.name}" can only be used in HAVING through a selected aggregate'
+                )
     order = tree.args.get("order")
     if order is not None:
         outputs = {item.alias for item in tree.expressions}

@@ -21,6 +21,8 @@ from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed, InvalidParameterValue
 from rewriter.context import RewriteContext
+from rewriter.group_keys import key_of
+from rewriter.having import Condition, compile_having
 from rewriter.plan import (
     POLICY_TO_PG,
     Aggregate,
@@ -97,6 +99,7 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
         confidence=confidence,
         columns=tuple(columns),
         order_by=_sort_keys(query, columns, by_name),
+        having=_having(query, columns),
         limit=_limit(query.tree),
         fingerprint=hashlib.sha256(f"{engine_sql}|{epsilon!r}".encode()).hexdigest()[:16],
     )
@@ -181,6 +184,28 @@ def _sort_keys(
         nulls_first = ordered.args.get("nulls_first")
         keys.append(SortKey(target, descending, descending if nulls_first is None else bool(nulls_first)))
     return tuple(keys)
+
+
+def _having(query: ClippedQuery, columns: list[OutputColumn]) -> Condition | None:
+    having = query.tree.args.get("having")
+    if having is None:
+        return None
+    value_of: dict[str, int] = {}
+    for item, (name, role, index) in zip(query.tree.expressions, query.outputs, strict=True):
+        role_name = "key" if role == "key" else "value"
+        target = next(
+            i for i, c in enumerate(columns) if c.role == role_name and c.index == index and c.name == name
+        )
+        value_of.setdefault(key_of(item.this), target)
+
+    def output_of(node: exp.Expression) -> int | None:
+        if isinstance(node, exp.Column) and not node.table:  # an output alias
+            return next(
+                (i for i, c in enumerate(columns) if c.name == node.name and c.role in ("key", "value")), None
+            )
+        return value_of.get(key_of(node))
+
+    return compile_having(having.this, output_of)
 
 
 def _limit(tree: exp.Select) -> int | None:

@@ -32,7 +32,9 @@ def qualify_against_policy(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
     aliases = {item.alias for item in tree.expressions}
     for column in tree.find_all(exp.Column):
         col = column.name if column.this.quoted else column.name.lower()
-        refers_to_output = col in aliases and column.find_ancestor(exp.Order, exp.Group) is not None
+        refers_to_output = (
+            col in aliases and column.find_ancestor(exp.Order, exp.Group, exp.Having) is not None
+        )
         if col not in columns and not refers_to_output:
             raise _unknown_column(col, name, columns)
     try:

@@ -16,7 +16,7 @@ EXAMPLE = "SELECT department, COUNT(*), AVG(salary) FROM employees GROUP BY depa
 
 ALLOWED_NODES: frozenset[type[exp.Expression]] = frozenset({
     exp.Select, exp.From, exp.Table, exp.TableAlias, exp.Identifier, exp.Column, exp.Where,
-    exp.Group, exp.Order, exp.Ordered, exp.Limit, exp.Alias,
+    exp.Group, exp.Having, exp.Order, exp.Ordered, exp.Limit, exp.Alias,
     exp.Count, exp.Sum, exp.Avg, exp.Star,
     exp.Literal, exp.Boolean, exp.Null, exp.Parameter,
     exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.And, exp.Or, exp.Not, exp.Paren,
@@ -25,7 +25,9 @@ ALLOWED_NODES: frozenset[type[exp.Expression]] = frozenset({
     exp.TimestampTrunc, exp.DateTrunc, exp.Var,
 })  # fmt: skip
 
-ALLOWED_SELECT_ARGS = frozenset({"expressions", "from", "from_", "where", "group", "order", "limit"})
+ALLOWED_SELECT_ARGS = frozenset(
+    {"expressions", "from", "from_", "where", "group", "having", "order", "limit"}
+)
 
 CAST_TARGETS = frozenset({
     exp.DataType.Type.DATE, exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPTZ,
@@ -40,7 +42,6 @@ _NAMED_REFUSALS: dict[type[exp.Expression], str] = {
     exp.With: "WITH (common table expressions) is not supported",
     exp.Window: "window functions are not supported",
     exp.Distinct: "DISTINCT is not supported yet",
-    exp.Having: "HAVING is not supported yet",
     exp.Union: "UNION is not supported",
 }
 
@@ -50,7 +51,6 @@ _CLAUSE_REFUSALS = {
     "with": "WITH (common table expressions) is not supported",
     "with_": "WITH (common table expressions) is not supported",
     "distinct": "SELECT DISTINCT is not supported",
-    "having": "HAVING is not supported yet",
     "offset": "OFFSET is not supported",
     "windows": "window functions are not supported",
 }
