@@ -51,6 +51,15 @@ def _aggregate_lines(aggregate: Aggregate, alpha: float, confidence: float) -> l
             f"sensitivity {m.sensitivity:g}, {kind} scale {mechanism.scale:.4g}{clip}; "
             f"{level} interval ± {mechanism.half_width(alpha):.4g}"
         ]
+    if aggregate.function.startswith(("var", "stddev")):
+        squares_m, sum_m, count_m = aggregate.measures
+        return [
+            f"  {aggregate.name} = {aggregate.function.upper()}: ε {aggregate.epsilon:.4g} split in three "
+            f"(centred sum of squares, centred sum, count; Laplace scales "
+            f"{squares_m.sensitivity / squares_m.epsilon:.4g}, {sum_m.sensitivity / sum_m.epsilon:.4g}, "
+            f"{count_m.sensitivity / count_m.epsilon:.4g}), "
+            f"values clipped to [{aggregate.lower:g}, {aggregate.upper:g}]"
+        ]
     sum_m, count_m = aggregate.measures
     sum_mech = Laplace.calibrate(sum_m.sensitivity, sum_m.epsilon, False)
     count_mech = Laplace.calibrate(count_m.sensitivity, count_m.epsilon, True)

@@ -50,3 +50,46 @@ def ratio_of_centred_sum(
     low = min(max(midpoint + min(corners), lower), upper)
     high = max(min(midpoint + max(corners), upper), lower)
     return Interval(low, high)
+
+
+def variance(
+    noisy_squares: float,
+    squares_mechanism: Laplace,
+    noisy_centred_sum: float,
+    sum_mechanism: Laplace,
+    noisy_count: float,
+    count_mechanism: Laplace,
+    radius: float,
+    sample: bool,
+    confidence: float,
+) -> Interval:
+    """Interval for a variance released from Q = Σ(x - mid)², S = Σ(x - mid) and a count N.
+
+    Q, S and N each get an interval at level 1 - α/3 (Bonferroni); the variance Q/N - (S/N)² (times
+    N/(N-1) for the sample variance) is minimised and maximised over that box (corners, S = 0 when
+    the box spans it, and a grid of N), then clipped to the feasible range [0, radius²·N/(N-1)].
+    """
+    alpha = 1 - confidence
+    q = additive(noisy_squares, squares_mechanism, 1 - alpha / 3)
+    s = additive(noisy_centred_sum, sum_mechanism, 1 - alpha / 3)
+    c = additive(noisy_count, count_mechanism, 1 - alpha / 3)
+    n_low, n_high = max(c.low, 2.0 if sample else 1.0), max(c.high, 2.0 if sample else 1.0)
+    ceiling = radius * radius * (2.0 if sample else 1.0)
+    if c.high < (2.0 if sample else 1.0):
+        return Interval(0.0, ceiling)
+    sums = [s.low, s.high] + ([0.0] if s.low < 0 < s.high else [])
+    counts = [n_low + (n_high - n_low) * i / 16 for i in range(17)]
+    values = [
+        variance_of(qv, sv, nv, sample)
+        for qv in (max(q.low, 0.0), max(q.high, 0.0))
+        for sv in sums
+        for nv in counts
+    ]
+    top = radius * radius * (n_low / (n_low - 1) if sample else 1.0)
+    return Interval(min(max(min(values), 0.0), top), min(max(max(values), 0.0), top))
+
+
+def variance_of(squares: float, centred_sum: float, count: float, sample: bool) -> float:
+    mean = centred_sum / count
+    population = squares / count - mean * mean
+    return population * count / (count - 1) if sample and count > 1 else population

@@ -99,6 +99,8 @@ def _release_aggregate(aggregate: Aggregate, noised, confidence: float) -> list[
                     (round_to_noise(v, half), round_to_noise(ci.low, half), round_to_noise(ci.high, half))
                 )
         return out
+    if aggregate.function.startswith(("var", "stddev")):
+        return _release_spread(aggregate, noised, confidence)
     sum_m, count_m = aggregate.measures
     sums, sum_mech = noised(sum_m.engine_column)
     counts, count_mech = noised(count_m.engine_column)
@@ -111,6 +113,30 @@ def _release_aggregate(aggregate: Aggregate, noised, confidence: float) -> list[
         )
         half = (ci.high - ci.low) / 2
         out.append((round_to_noise(value, half), round_to_noise(ci.low, half), round_to_noise(ci.high, half)))
+    return out
+
+
+def _release_spread(aggregate: Aggregate, noised, confidence: float) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """VARIANCE / STDDEV (sample or population) from a centred sum of squares, a centred sum, a count."""
+    squares_m, sum_m, count_m = aggregate.measures
+    squares, squares_mech = noised(squares_m.engine_column)
+    sums, sum_mech = noised(sum_m.engine_column)
+    counts, count_mech = noised(count_m.engine_column)
+    assert aggregate.lower is not None and aggregate.upper is not None
+    radius = (aggregate.upper - aggregate.lower) / 2
+    sample = aggregate.function.endswith("samp")
+    root = aggregate.function.startswith("stddev")
+    out = []
+    for q, s, c in zip(squares, sums, counts, strict=True):
+        n = max(c, 2.0 if sample else 1.0)
+        top = radius * radius * (n / (n - 1) if sample else 1.0)
+        value = min(max(intervals.variance_of(max(q, 0.0), s, n, sample), 0.0), top)
+        ci = intervals.variance(q, squares_mech, s, sum_mech, c, count_mech, radius, sample, confidence)
+        low, high = ci.low, ci.high
+        if root:
+            value, low, high = math.sqrt(value), math.sqrt(low), math.sqrt(high)
+        half = (high - low) / 2
+        out.append((round_to_noise(value, half), round_to_noise(low, half), round_to_noise(high, half)))
     return out
 
 

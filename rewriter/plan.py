@@ -47,7 +47,7 @@ class Aggregate:
     """A released aggregate: count (of rows or of units) and sum use one measure, avg two."""
 
     name: str
-    function: Literal["count", "sum", "avg"]
+    function: Literal["count", "sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop"]
     measures: tuple[Measure, ...]
     pg_type: PgType
     lower: float | None = None

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-AGGREGATES: dict[type[exp.Expression], str] = {exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg"}
+AGGREGATES: dict[type[exp.Expression], str] = {
+    exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg",
+    exp.Variance: "var_samp", exp.VariancePop: "var_pop",
+    exp.Stddev: "stddev_samp", exp.StddevSamp: "stddev_samp", exp.StddevPop: "stddev_pop",
+}  # fmt: skip
+# The policy's aggregate names: one permission covers a family.
+PERMISSION = {"count": "count", "sum": "sum", "avg": "avg", "var_samp": "var", "var_pop": "var",
+              "stddev_samp": "stddev", "stddev_pop": "stddev"}  # fmt: skip
 
 
 def from_table(tree: exp.Select) -> exp.Table:

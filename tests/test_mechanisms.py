@@ -84,3 +84,30 @@ def test_average_interval_covers_at_least_its_level() -> None:
         assert lower <= ci.low <= ci.high <= upper
         covered += ci.low <= true_mean <= ci.high
     assert covered / 3000 >= 0.95 - 0.015  # conservative by construction (Bonferroni)
+
+
+@pytest.mark.parametrize("sample", [True, False])
+def test_variance_interval_covers_at_least_its_level(sample: bool) -> None:
+    lower, upper = 18.0, 70.0
+    midpoint, radius = (lower + upper) / 2, (upper - lower) / 2
+    values = [20 + (i * 7919) % 50 for i in range(400)]  # a fixed group of 400
+    n = len(values)
+    mean = statistics.fmean(values)
+    truth = sum((v - mean) ** 2 for v in values) / (n - 1 if sample else n)
+    q_true = sum((v - midpoint) ** 2 for v in values)
+    s_true = sum(v - midpoint for v in values)
+    epsilon = 0.3
+    q_mech = Laplace(radius * radius / epsilon)
+    s_mech = Laplace(radius / epsilon)
+    c_mech = Laplace(1 / epsilon, discrete=True)
+    draws = 2000
+    qs, ss, cs = (
+        q_mech.release([q_true] * draws),
+        s_mech.release([s_true] * draws),
+        c_mech.release([n] * draws),
+    )
+    covered = 0
+    for q, s, c in zip(qs, ss, cs, strict=True):
+        ci = intervals.variance(q, q_mech, s, s_mech, c, c_mech, radius, sample, 0.95)
+        covered += ci.low <= truth <= ci.high
+    assert covered / draws >= 0.95 - 0.02  # conservative by construction; 0.02 is 4 standard errors

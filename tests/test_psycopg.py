@@ -371,3 +371,22 @@ def test_having_filters_released_values(proxy: ProxyProcess) -> None:
         )
         with pytest.raises(errors.FeatureNotSupported):
             conn.execute("SELECT department FROM employees GROUP BY department HAVING AVG(salary) > 1")
+
+
+def test_variance_and_stddev_over_the_wire(proxy: ProxyProcess, data_file) -> None:  # type: ignore[no-untyped-def]
+    import duckdb
+
+    with duckdb.connect() as con:
+        (truth,) = con.execute(
+            "SELECT stddev_samp(salary) FROM read_parquet(?) WHERE department = 'Engineering'",
+            [str(data_file)],
+        ).fetchone()
+    with connect(proxy) as conn:
+        conn.execute("SET dp.epsilon = 2")
+        cur = conn.execute(
+            "SELECT STDDEV(salary), VARIANCE(age) FROM employees WHERE department = 'Engineering'"
+        )
+        assert [d.name for d in cur.description or []][:3] == ["stddev", "stddev_ci_low", "stddev_ci_high"]
+        sd, low, high, var, var_low, var_high, suppressed = cur.fetchone()
+        assert low <= sd <= high and var_low <= var <= var_high and not suppressed
+        assert abs(sd - truth) < 0.1 * truth  # salaries above 250000 are clipped; noise at ε = 2 is small

@@ -16,7 +16,7 @@ from pgerrors import AccessDenied, FeatureNotAllowed
 from rewriter.context import RewriteContext
 from rewriter.group_keys import group_keys, key_of
 from rewriter.policy import Dataset
-from rewriter.tree import aggregate_name, dataset_name
+from rewriter.tree import AGGREGATES, PERMISSION, aggregate_name, dataset_name
 
 
 def check_column_access(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
@@ -32,7 +32,7 @@ def check_column_access(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
     having = tree.args.get("having")
     if having is not None:
         for node in having.walk():
-            inside_aggregate = node.find_ancestor(exp.Count, exp.Sum, exp.Avg) is not None
+            inside_aggregate = any(node.find_ancestor(t) is not None for t in AGGREGATES)
             if (
                 isinstance(node, exp.Column)
                 and node.table
@@ -64,7 +64,7 @@ def _check_select_item(item: exp.Expression, grouped: set[str], dataset: Dataset
     function = aggregate_name(value)
     if function is None:
         raise FeatureNotAllowed(
-            "only group-by columns and COUNT, SUM, AVG may appear in the select list",
+            "only group-by columns and COUNT, SUM, AVG, VARIANCE, STDDEV may appear in the select list",
             hint="Compute expressions over released values in your client.",
         )
     argument = value.this
@@ -83,8 +83,9 @@ def _check_select_item(item: exp.Expression, grouped: set[str], dataset: Dataset
             hint=f"For example: {function.upper()}(salary)",
         )
     column = dataset.columns[argument.name]
-    if function not in column.allowed_aggregates():
-        allowed = [c for c, spec in dataset.columns.items() if function in spec.allowed_aggregates()]
+    permission = PERMISSION[function]
+    if permission not in column.allowed_aggregates():
+        allowed = [c for c, spec in dataset.columns.items() if permission in spec.allowed_aggregates()]
         raise AccessDenied(
             f'{function.upper()} of column "{argument.name}" is not allowed by the privacy policy',
             hint=f"{function.upper()} is allowed on: {', '.join(allowed) or 'no column'}.",

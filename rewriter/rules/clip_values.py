@@ -35,7 +35,7 @@ DUCKDB_TYPES: dict[str, str] = {
 @dataclass(frozen=True)
 class MeasuredAggregate:
     name: str
-    function: str  # count | count_units | sum | avg
+    function: str  # count | count_units | sum | avg | var_samp | var_pop | stddev_samp | stddev_pop
     column: Column | None  # None for COUNT(*)
     measures: tuple[str, ...]  # engine columns: (value,) or, for avg, (centred_sum, count)
 
@@ -211,6 +211,14 @@ def _measure(
         ]
     assert column.lower is not None and column.upper is not None
     midpoint = (column.lower + column.upper) / 2
+    if function.startswith(("var", "stddev")):  # centred sum of squares, centred sum, count
+        deviation = exp.Paren(this=exp.Sub(this=clipped, expression=_num(midpoint)))
+        names = (f"__m{index}q", f"__m{index}s", f"__m{index}c")
+        return MeasuredAggregate(name, function, column, names), [
+            exp.alias_(exp.Sum(this=exp.Mul(this=deviation, expression=deviation.copy())), names[0]),
+            exp.alias_(exp.Sum(this=deviation.copy()), names[1]),
+            exp.alias_(exp.Count(this=_col(argument.name)), names[2]),
+        ]
     centred = exp.Sum(this=exp.Sub(this=clipped, expression=_num(midpoint)))
     return MeasuredAggregate(name, "avg", column, (f"__m{index}s", f"__m{index}c")), [
         exp.alias_(centred, f"__m{index}s"),

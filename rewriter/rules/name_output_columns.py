@@ -11,6 +11,9 @@ from sqlglot import exp
 from rewriter.context import RewriteContext
 from rewriter.tree import aggregate_name
 
+# PostgreSQL names these columns after the function as written (sqlglot folds VAR_SAMP into VARIANCE).
+_OUTPUT_NAMES = {exp.Variance: "variance", exp.Stddev: "stddev"}
+
 
 def name_output_columns(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
     named = []
@@ -18,7 +21,8 @@ def name_output_columns(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
         if isinstance(item, exp.Alias):
             named.append(item)
             continue
-        name = aggregate_name(item) or (item.name if isinstance(item, exp.Column) else "?column?")
+        name = _OUTPUT_NAMES.get(type(item)) or aggregate_name(item)
+        name = name or (item.name if isinstance(item, exp.Column) else "?column?")
         named.append(exp.alias_(item, exp.to_identifier(name, quoted=True)))
     tree.set("expressions", named)
     return tree

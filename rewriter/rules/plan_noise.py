@@ -141,6 +141,22 @@ def _noised(aggregate: MeasuredAggregate, share: Fraction, k: int, m: int) -> Ag
         return Aggregate(
             aggregate.name, "sum", (Measure(measure, sensitivity, epsilon, False),), "float8", lower, upper
         )
+    if aggregate.function.startswith(("var", "stddev")):
+        squares, centred_sum, count = aggregate.measures
+        radius = (upper - lower) / 2
+        third = _float_down(share / 3)
+        return Aggregate(
+            aggregate.name,
+            aggregate.function,  # type: ignore[arg-type]
+            (
+                Measure(squares, rows * radius * radius, third, False),
+                Measure(centred_sum, rows * radius, third, False),
+                Measure(count, rows, third, True),
+            ),
+            "float8",
+            lower,
+            upper,
+        )
     centred_sum, count = aggregate.measures
     return Aggregate(
         aggregate.name,

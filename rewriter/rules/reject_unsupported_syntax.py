@@ -18,6 +18,7 @@ ALLOWED_NODES: frozenset[type[exp.Expression]] = frozenset({
     exp.Select, exp.From, exp.Table, exp.TableAlias, exp.Identifier, exp.Column, exp.Where,
     exp.Group, exp.Having, exp.Order, exp.Ordered, exp.Limit, exp.Alias,
     exp.Count, exp.Sum, exp.Avg, exp.Star,
+    exp.Variance, exp.VariancePop, exp.Stddev, exp.StddevSamp, exp.StddevPop,
     exp.Literal, exp.Boolean, exp.Null, exp.Parameter,
     exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.And, exp.Or, exp.Not, exp.Paren,
     exp.In, exp.Between, exp.Is, exp.Like, exp.ILike,
@@ -96,7 +97,9 @@ def _check_node(node: exp.Expression) -> None:
             reason = f'function "{name.lower()}" is not allowed in a DP query'
         reason = reason or f"{node.key.upper()} is not supported in a DP query"
         raise FeatureNotAllowed(
-            reason, hint="Allowed aggregates: COUNT(*), COUNT(column), SUM(column), AVG(column)."
+            reason,
+            hint="Allowed aggregates: COUNT(*), COUNT(column), COUNT(DISTINCT unit), SUM, AVG, VARIANCE, "
+            "STDDEV.",
         )
     if isinstance(node, exp.Cast) and node.to.this not in CAST_TARGETS:
         raise FeatureNotAllowed(f"casting to {node.to.sql('postgres')} is not supported")
