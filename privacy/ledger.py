@@ -24,8 +24,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     dataset TEXT NOT NULL,
     user_name TEXT NOT NULL,
+    period INTEGER NOT NULL DEFAULT 0,  -- budget period: 0 when budgets never refresh
     spent_micro INTEGER NOT NULL CHECK (spent_micro >= 0),
-    PRIMARY KEY (dataset, user_name)
+    PRIMARY KEY (dataset, user_name, period)
 );
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS debits (
     cost_micro INTEGER NOT NULL CHECK (cost_micro > 0),
     spent_after_micro INTEGER NOT NULL,
     total_micro INTEGER NOT NULL,
+    period INTEGER NOT NULL DEFAULT 0,
     fingerprint TEXT NOT NULL
 );
 """
@@ -78,36 +80,47 @@ class Ledger:
         with self._lock:
             self._db.close()
 
-    def balance(self, dataset: str, user: str, total: PureDP) -> Balance:
+    def balance(self, dataset: str, user: str, total: PureDP, period: int = 0) -> Balance:
         with self._lock:
-            return Balance(dataset, user, total, PureDP(self._spent(dataset, user)))
+            return Balance(dataset, user, total, PureDP(self._spent(dataset, user, period)))
 
-    def debit(self, dataset: str, user: str, cost: PureDP, total: PureDP, fingerprint: str) -> Balance:
+    def debit(
+        self,
+        dataset: str,
+        user: str,
+        cost: PureDP,
+        total: PureDP,
+        fingerprint: str,
+        period: int = 0,
+        refreshes: str = "",
+    ) -> Balance:
         """Charge `cost` atomically, or raise BudgetExhausted without charging anything."""
         if cost.micro <= 0:
             raise ValueError("a debit must cost something")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                spent = self._spent(dataset, user)
+                spent = self._spent(dataset, user, period)
                 if spent + cost.micro > total.micro:
                     remaining = PureDP(max(total.micro - spent, 0))
                     raise BudgetExhausted(
                         f'privacy budget exhausted on dataset "{dataset}": this query needs '
                         f"ε {cost.epsilon:.6g} but only ε {remaining.epsilon:.6g} of "
                         f"{total.epsilon:.6g} is left",
-                        hint="Ask with a smaller ε (SET dp.epsilon = ...), or ask an admin for more budget.",
+                        hint="Ask with a smaller ε (SET dp.epsilon = ...), or ask an admin for more budget."
+                        + (f" The budget refreshes {refreshes}." if refreshes else ""),
                     )
                 new_spent = spent + cost.micro
                 self._db.execute(
-                    "INSERT INTO accounts (dataset, user_name, spent_micro) VALUES (?, ?, ?) "
-                    "ON CONFLICT (dataset, user_name) DO UPDATE SET spent_micro = excluded.spent_micro",
-                    (dataset, user, new_spent),
+                    "INSERT INTO accounts (dataset, user_name, period, spent_micro) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (dataset, user_name, period) "
+                    "DO UPDATE SET spent_micro = excluded.spent_micro",
+                    (dataset, user, period, new_spent),
                 )
                 self._db.execute(
                     "INSERT INTO debits (at, dataset, user_name, cost_micro, spent_after_micro, "
-                    "total_micro, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (time.time(), dataset, user, cost.micro, new_spent, total.micro, fingerprint),
+                    "total_micro, fingerprint, period) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (time.time(), dataset, user, cost.micro, new_spent, total.micro, fingerprint, period),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -139,8 +152,9 @@ class Ledger:
             row = self._db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
         return str(row[0])
 
-    def _spent(self, dataset: str, user: str) -> int:
+    def _spent(self, dataset: str, user: str, period: int) -> int:
         row = self._db.execute(
-            "SELECT spent_micro FROM accounts WHERE dataset = ? AND user_name = ?", (dataset, user)
+            "SELECT spent_micro FROM accounts WHERE dataset = ? AND user_name = ? AND period = ?",
+            (dataset, user, period),
         ).fetchone()
         return int(row[0]) if row else 0

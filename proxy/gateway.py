@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,7 +195,9 @@ class Gateway:
         async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
             stored = await asyncio.to_thread(self.ledger.find_answer, key)
             if stored is not None:
-                balance = await asyncio.to_thread(self.ledger.balance, plan.dataset, state.user, total)
+                balance = await asyncio.to_thread(
+                    self.ledger.balance, plan.dataset, state.user, total, dataset.budget.period(time.time())
+                )
                 notice = (
                     "answered again at no cost: this question was already answered "
                     f'on dataset "{plan.dataset}" '
@@ -204,8 +207,16 @@ class Gateway:
                 rows = present(plan, Answer.from_json(stored))
                 return Result(_plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
             cost = PureDP.from_epsilon(plan.cost)
+            now = time.time()
             balance = await asyncio.to_thread(
-                self.ledger.debit, plan.dataset, state.user, cost, total, plan.fingerprint
+                self.ledger.debit,
+                plan.dataset,
+                state.user,
+                cost,
+                total,
+                plan.fingerprint,
+                dataset.budget.period(now),
+                dataset.budget.refreshes(now),
             )
             engine_columns, engine_rows = await self.engine.run(
                 plan.engine_sql, params, state.running, self._limits(state)
@@ -237,7 +248,9 @@ class Gateway:
         plan = self._plan(statement.inner, state, declared)
         dataset = self.policy.datasets[plan.dataset]
         total = PureDP.total(dataset.budget.epsilon)
-        balance = await asyncio.to_thread(self.ledger.balance, plan.dataset, state.user, total)
+        balance = await asyncio.to_thread(
+            self.ledger.balance, plan.dataset, state.user, total, dataset.budget.period(time.time())
+        )
         key = answer_key(plan, params, self.policy.version, self.engine.data_version(plan.dataset))
         answered = await asyncio.to_thread(self.ledger.find_answer, key) is not None
         lines = explain(plan, dataset, balance.remaining.epsilon, total.epsilon, answered)

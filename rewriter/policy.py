@@ -86,7 +86,24 @@ class Column(_Frozen):
 
 
 class Budget(_Frozen):
-    epsilon: float = Field(gt=0, description="Total ε each analyst may spend on this dataset.")
+    epsilon: float = Field(gt=0, description="Total ε each analyst may spend on this dataset (per period).")
+    refresh_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Each analyst's budget starts afresh every this many days (UTC, "
+        "periods counted from 1970-01-01); omit for a budget that never refreshes.",
+    )
+
+    def period(self, now: float) -> int:
+        """The budget period `now` (seconds since the epoch) falls in; 0 when budgets never refresh."""
+        return 0 if self.refresh_days is None else 1 + int(now // (self.refresh_days * 86_400))
+
+    def refreshes(self, now: float) -> str:
+        """When the current period ends, in words, or "" when budgets never refresh."""
+        if self.refresh_days is None:
+            return ""
+        end = self.period(now) * self.refresh_days * 86_400
+        return "on " + dt.datetime.fromtimestamp(end, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class QueryLimits(_Frozen):

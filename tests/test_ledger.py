@@ -72,3 +72,27 @@ def test_two_ledger_handles_on_one_file_share_the_budget(tmp_path: Path) -> None
     with pytest.raises(BudgetExhausted):
         b.debit("d", "u", PureDP.from_epsilon(0.5), total, "f")
     assert b.balance("d", "u", total).spent == PureDP.from_epsilon(0.7)
+
+
+def test_periods_have_separate_budgets(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite")
+    total = PureDP.total(1.0)
+    ledger.debit("d", "u", PureDP.from_epsilon(1.0), total, "f", period=5)
+    with pytest.raises(BudgetExhausted) as raised:
+        ledger.debit(
+            "d", "u", PureDP.from_epsilon(0.1), total, "f", period=5, refreshes="on 2027-01-01 00:00 UTC"
+        )
+    assert "refreshes on 2027-01-01" in (raised.value.hint or "")
+    ledger.debit("d", "u", PureDP.from_epsilon(0.4), total, "f", period=6)  # a new period starts afresh
+    assert ledger.balance("d", "u", total, period=6).spent == PureDP.from_epsilon(0.4)
+
+
+def test_budget_periods_from_the_policy() -> None:
+    from rewriter.policy import Budget
+
+    weekly = Budget(epsilon=1.0, refresh_days=7)
+    day = 86_400
+    assert weekly.period(0) == weekly.period(7 * day - 1) == 1 and weekly.period(7 * day) == 2
+    assert weekly.refreshes(3 * day) == "on 1970-01-08 00:00 UTC"
+    forever = Budget(epsilon=1.0)
+    assert forever.period(10**9) == 0 and forever.refreshes(10**9) == ""
