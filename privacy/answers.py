@@ -29,6 +29,7 @@ class NoisyMeasure:
     scale: float
     discrete: bool
     values: tuple[float, ...]  # one per group, in the plan's group order
+    kind: str = "laplace"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,10 @@ def answer_key(plan: Plan, params: Sequence[Any], policy_version: str, data_vers
         "data": data_version,
         "engine_sql": plan.engine_sql,
         "params": [_canonical(p) for p in params],
-        "measures": [(m.engine_column, repr(m.sensitivity), repr(m.epsilon), m.discrete) for m in measures],
+        "measures": [
+            (m.engine_column, repr(m.sensitivity), repr(m.epsilon), m.discrete, m.kind, repr(m.scale))
+            for m in measures
+        ],
         "groups": [[_canonical(v) for v in key.values] for key in plan.keys],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from privacy import intervals
-from privacy.mechanisms import Laplace
+from privacy.mechanisms import mechanism
 from rewriter.plan import Aggregate, Plan
 from rewriter.policy import Dataset
 
@@ -15,15 +15,18 @@ def explain(plan: Plan, dataset: Dataset, remaining: float, total: float, answer
     lines = [
         f'DP plan on dataset "{plan.dataset}" (privacy unit: {dataset.privacy_unit}; '
         f"each unit counts in at most {k} group(s), with at most {bounds.max_rows_per_group} row(s) in each)",
-        f"ε {float(plan.cost):.4g} for this query; {remaining:.4g} of {total:.4g} left"
+        f"ε {plan.epsilon:.4g}"
+        + (f", δ {plan.delta:.3g}" if plan.delta else "")
+        + f" for this query; {remaining:.4g} of {total:.4g} left"
         + ("; already answered: running it again costs nothing" if answered else ""),
         f"groups released: {_group_count(plan)} (every group of the public domain, small ones suppressed)",
     ]
     t = plan.threshold
-    size = Laplace.calibrate(t.sensitivity, t.epsilon, discrete=True)
+    size = mechanism(t.kind, t.scale, True)
     tau = plan.min_group_size
     lines.append(
-        f"  group size (suppressed below {tau}): ε {t.epsilon:.4g}, discrete Laplace scale {size.scale:.4g}"
+        f"  group size (suppressed below {tau}): ε {t.epsilon:.4g}, {_noise_name(t.kind, True)} "
+        f"scale {size.scale:.4g}"
     )
     sizes = sorted({max(1, tau // 2), tau, 2 * tau, 4 * tau})
     chances = ", ".join(f"{n}: {size.below(tau - n):.1%}" for n in sizes)
@@ -39,8 +42,8 @@ def _aggregate_lines(aggregate: Aggregate, alpha: float, confidence: float) -> l
     level = f"{confidence:.0%}"
     if aggregate.function in ("count", "sum"):
         (m,) = aggregate.measures
-        mechanism = Laplace.calibrate(m.sensitivity, m.epsilon, m.discrete)
-        kind = "discrete Laplace" if m.discrete else "Laplace"
+        noise = mechanism(m.kind, m.scale, m.discrete)
+        kind = _noise_name(m.kind, m.discrete)
         clip = (
             f", values clipped to [{aggregate.lower:g}, {aggregate.upper:g}]"
             if aggregate.lower is not None
@@ -48,21 +51,20 @@ def _aggregate_lines(aggregate: Aggregate, alpha: float, confidence: float) -> l
         )
         return [
             f"  {aggregate.name} = {aggregate.function.upper()}: ε {m.epsilon:.4g}, "
-            f"sensitivity {m.sensitivity:g}, {kind} scale {mechanism.scale:.4g}{clip}; "
-            f"{level} interval ± {mechanism.half_width(alpha):.4g}"
+            f"sensitivity {m.sensitivity:g}, {kind} scale {noise.scale:.4g}{clip}; "
+            f"{level} interval ± {noise.half_width(alpha):.4g}"
         ]
     if aggregate.function.startswith(("var", "stddev")):
         squares_m, sum_m, count_m = aggregate.measures
         return [
             f"  {aggregate.name} = {aggregate.function.upper()}: ε {aggregate.epsilon:.4g} split in three "
-            f"(centred sum of squares, centred sum, count; Laplace scales "
-            f"{squares_m.sensitivity / squares_m.epsilon:.4g}, {sum_m.sensitivity / sum_m.epsilon:.4g}, "
-            f"{count_m.sensitivity / count_m.epsilon:.4g}), "
+            f"(centred sum of squares, centred sum, count; {_noise_name(sum_m.kind, False)} scales "
+            f"{squares_m.scale:.4g}, {sum_m.scale:.4g}, {count_m.scale:.4g}), "
             f"values clipped to [{aggregate.lower:g}, {aggregate.upper:g}]"
         ]
     sum_m, count_m = aggregate.measures
-    sum_mech = Laplace.calibrate(sum_m.sensitivity, sum_m.epsilon, False)
-    count_mech = Laplace.calibrate(count_m.sensitivity, count_m.epsilon, True)
+    sum_mech = mechanism(sum_m.kind, sum_m.scale, False)
+    count_mech = mechanism(count_m.kind, count_m.scale, True)
     assert aggregate.lower is not None and aggregate.upper is not None
     widths = []
     for n in (100, 1000, 10000):
@@ -90,3 +92,7 @@ def _group_count(plan: Plan) -> int:
     for key in plan.keys:
         count *= len(key.values)
     return count
+
+
+def _noise_name(kind: str, discrete: bool) -> str:
+    return ("discrete " if discrete else "") + ("Gaussian" if kind == "gaussian" else "Laplace")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from privacy.mechanisms import Laplace
+from privacy.mechanisms import Mechanism
 
 
 @dataclass(frozen=True)
@@ -17,17 +17,17 @@ class Interval:
     high: float
 
 
-def additive(released: float, mechanism: Laplace, confidence: float) -> Interval:
-    """Interval for value + noise: exact coverage for Laplace, at least `confidence` for discrete Laplace."""
+def additive(released: float, mechanism: Mechanism, confidence: float) -> Interval:
+    """Interval for value + noise: exact coverage for continuous noise, at least `confidence` for discrete."""
     k = mechanism.half_width(1 - confidence)
     return Interval(released - k, released + k)
 
 
 def ratio_of_centred_sum(
     noisy_centred_sum: float,
-    sum_mechanism: Laplace,
+    sum_mechanism: Mechanism,
     noisy_count: float,
-    count_mechanism: Laplace,
+    count_mechanism: Mechanism,
     midpoint: float,
     lower: float,
     upper: float,
@@ -54,11 +54,11 @@ def ratio_of_centred_sum(
 
 def variance(
     noisy_squares: float,
-    squares_mechanism: Laplace,
+    squares_mechanism: Mechanism,
     noisy_centred_sum: float,
-    sum_mechanism: Laplace,
+    sum_mechanism: Mechanism,
     noisy_count: float,
-    count_mechanism: Laplace,
+    count_mechanism: Mechanism,
     radius: float,
     sample: bool,
     confidence: float,

@@ -1,4 +1,4 @@
-"""Noise mechanisms, drawn from OpenDP's float-safe samplers.
+"""Noise mechanisms (Laplace and Gaussian), drawn from OpenDP's float-safe samplers.
 
 OpenDP samples Laplace noise exactly on the integers (counts) and, for floats, exactly on a fine
 power-of-two grid before rounding, so the output distribution has no floating-point holes of the
@@ -82,6 +82,91 @@ class Laplace:
             r = math.exp(-1 / b)
             return math.sqrt(2 * r) / (1 - r)
         return math.sqrt(2) * b
+
+
+@dataclass(frozen=True)
+class Gaussian:
+    """The Gaussian mechanism with standard deviation σ; `discrete` noise is integer-valued.
+
+    Calibrated by the accountant (privacy.accounting), never by a closed formula, so the accountant
+    that charges is the one that chose σ.
+    """
+
+    scale: float  # σ
+    discrete: bool = False
+
+    def release(self, values: Sequence[float]) -> list[float]:
+        if not values:
+            return []
+        if self.discrete:
+            noised = _integer_vector_gaussian(self.scale)([int(v) for v in values])
+            return [float(v) for v in noised]
+        return list(_float_vector_gaussian(self.scale)([float(v) for v in values]))
+
+    def _discrete_mass(self) -> tuple[int, list[float]]:
+        """(radius, normalised P(Z = z) for z in -radius..radius); the mass beyond is below 1e-15."""
+        radius = int(math.ceil(9 * self.scale)) + 1
+        weights = [math.exp(-(z * z) / (2 * self.scale * self.scale)) for z in range(-radius, radius + 1)]
+        total = sum(weights)
+        return radius, [w / total for w in weights]
+
+    def tail(self, k: float) -> float:
+        """P(|Z| > k)."""
+        if not self.discrete or self.scale > 2000:
+            return math.erfc(k / (self.scale * math.sqrt(2)))
+        radius, mass = self._discrete_mass()
+        return sum(p for z, p in zip(range(-radius, radius + 1), mass, strict=True) if abs(z) > k)
+
+    def half_width(self, alpha: float) -> float:
+        """The smallest k with P(|Z| > k) <= alpha (an integer for discrete noise)."""
+        continuous = self.scale * math.sqrt(2) * _erfc_inverse(alpha)
+        if not self.discrete:
+            return continuous
+        k = max(0, math.floor(continuous) - 1)
+        while self.tail(k) > alpha:
+            k += 1
+        return float(k)
+
+    def below(self, t: float) -> float:
+        """P(Z < t)."""
+        if not self.discrete or self.scale > 2000:
+            return 0.5 * math.erfc(-t / (self.scale * math.sqrt(2)))
+        radius, mass = self._discrete_mass()
+        return sum(p for z, p in zip(range(-radius, radius + 1), mass, strict=True) if z < t)
+
+    def standard_deviation(self) -> float:
+        return self.scale
+
+
+Mechanism = Laplace | Gaussian
+
+
+def mechanism(kind: str, scale: float, discrete: bool) -> Mechanism:
+    return Gaussian(scale, discrete) if kind == "gaussian" else Laplace(scale, discrete)
+
+
+def _erfc_inverse(p: float) -> float:
+    """x with erfc(x) = p, by bisection (p in (0, 1])."""
+    low, high = 0.0, 40.0
+    for _ in range(200):
+        middle = (low + high) / 2
+        if math.erfc(middle) > p:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+@lru_cache(maxsize=256)
+def _float_vector_gaussian(scale: float):  # type: ignore[no-untyped-def]
+    return dp.m.make_gaussian(
+        dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float), scale=scale
+    )
+
+
+@lru_cache(maxsize=256)
+def _integer_vector_gaussian(scale: float):  # type: ignore[no-untyped-def]
+    return dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=int), scale=scale)
 
 
 @lru_cache(maxsize=256)

@@ -5,8 +5,8 @@
 
 Every group of the plan's public domain is released, whether or not the engine saw rows for it
 (absent groups measure 0), so which groups appear never depends on the data. Each measure gets one
-independent Laplace draw per group. A group whose noisy size is below the policy's minimum comes
-back with NULL values and `suppressed = true`. Intervals use only released values and noise
+independent noise draw (Laplace or Gaussian, as planned) per group. A group whose noisy size is
+below the policy's minimum comes back with NULL values and `suppressed = true`. Intervals use only released values and noise
 parameters. ORDER BY and LIMIT run last, over released values only.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from privacy import intervals
 from privacy.answers import Answer, NoisyMeasure
-from privacy.mechanisms import Laplace
+from privacy.mechanisms import Mechanism, mechanism
 from rewriter.plan import Aggregate, Plan, SortKey
 
 
@@ -41,9 +41,9 @@ def draw_noise(plan: Plan, engine_columns: Sequence[str], engine_rows: Sequence[
         for group in groups:
             row = observed.get(tuple(str(v) for v in group))
             truth.append(float(row[col] or 0) if row is not None else 0.0)
-        mechanism = Laplace.calibrate(measure.sensitivity, measure.epsilon, measure.discrete)
+        noise = mechanism(measure.kind, measure.scale, measure.discrete)
         measures[measure.engine_column] = NoisyMeasure(
-            mechanism.scale, measure.discrete, tuple(mechanism.release(truth))
+            noise.scale, measure.discrete, tuple(noise.release(truth)), measure.kind
         )
     return Answer(measures)
 
@@ -52,9 +52,9 @@ def present(plan: Plan, answer: Answer) -> list[tuple]:
     """Released rows from an answer: suppression, intervals, rounding, ORDER BY, LIMIT (post-processing)."""
     groups = groups_of(plan)
 
-    def noised(measure_name: str) -> tuple[list[float], Laplace]:
+    def noised(measure_name: str) -> tuple[list[float], Mechanism]:
         stored = answer.measures[measure_name]
-        return list(stored.values), Laplace(stored.scale, stored.discrete)
+        return list(stored.values), mechanism(stored.kind, stored.scale, stored.discrete)
 
     sizes, _ = noised(plan.threshold.engine_column)
     suppressed = [size < plan.min_group_size for size in sizes]

@@ -259,7 +259,8 @@ class Gateway:
     def _plan(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]) -> Plan:
         """Plan once per statement and context: Parse/Describe and Execute share the plan."""
         key = (self.policy.version, state.user, state.role, state.settings.epsilon(),
-               state.settings.confidence(), declared)  # fmt: skip
+               state.settings.confidence(), state.settings.delta(), state.settings.mechanism(),
+               declared)  # fmt: skip
         plan = statement.plans.get(key)
         if plan is None:
             plan = statement.plans[key] = self._make_plan(statement, state, declared)
@@ -274,6 +275,8 @@ class Gateway:
             role=state.role,
             epsilon=state.settings.epsilon(),
             confidence=state.settings.confidence(),
+            delta=state.settings.delta(),
+            mechanism=state.settings.mechanism(),
             declared_parameter_types=declared,
         )
         return plan_query(statement.tree, ctx)

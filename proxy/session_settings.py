@@ -70,6 +70,8 @@ CLIENT_DEFAULTS = {
     "jit": "off",
     "dp.epsilon": "",
     "dp.confidence": "",
+    "dp.delta": "",
+    "dp.mechanism": "",
 }
 
 # Reported to the client in ParameterStatus when they change, as PostgreSQL does.
@@ -114,6 +116,12 @@ class Settings:
             value = str(parse_duration_ms(name, value))
         if key == "dp.epsilon" and value != "":
             _positive_number(name, value)
+        if key == "dp.delta" and value != "" and not 0 < _positive_number(name, value) < 1e-3:
+            raise InvalidParameterValue("dp.delta must be above 0 and below 0.001", hint="For example: 1e-7")
+        if key == "dp.mechanism" and value != "":
+            value = value.lower()
+            if value not in ("laplace", "gaussian"):
+                raise InvalidParameterValue("dp.mechanism is laplace or gaussian")
         if key == "dp.confidence" and value != "":
             level = _positive_number(name, value)
             if not 0.5 <= level < 1:
@@ -149,6 +157,12 @@ class Settings:
 
     def epsilon(self) -> float | None:
         return float(self.values["dp.epsilon"]) if self.values["dp.epsilon"] else None
+
+    def delta(self) -> float | None:
+        return float(self.values["dp.delta"]) if self.values["dp.delta"] else None
+
+    def mechanism(self) -> str | None:
+        return self.values["dp.mechanism"] or None
 
     def confidence(self) -> float | None:
         return float(self.values["dp.confidence"]) if self.values["dp.confidence"] else None

@@ -14,6 +14,8 @@ class RewriteContext:
     role: str
     epsilon: float | None = None  # SET dp.epsilon; None means the dataset's default
     confidence: float | None = None  # SET dp.confidence; None means the dataset's default
+    delta: float | None = None  # SET dp.delta
+    mechanism: str | None = None  # SET dp.mechanism
     # Types the client declared for $1..$n in Parse (PostgreSQL type names; None = not declared).
     declared_parameter_types: tuple[str | None, ...] = field(default=())
 

@@ -37,9 +37,15 @@ class Measure:
     """One noisy quantity measured by the engine per group."""
 
     engine_column: str
-    sensitivity: float
-    epsilon: float
+    sensitivity: float  # L1 for Laplace, L2 for Gaussian, over the vector of all groups
+    epsilon: float  # this measure's share of the query's ε (for Gaussian: an even share, shown only)
     discrete: bool  # integer-valued (a count)
+    kind: Literal["laplace", "gaussian"] = "laplace"
+    scale: float = 0.0  # b for Laplace (sensitivity / ε), σ for Gaussian (from the accountant)
+
+    def __post_init__(self) -> None:
+        if self.scale == 0.0:
+            object.__setattr__(self, "scale", self.sensitivity / self.epsilon)
 
 
 @dataclass(frozen=True)
@@ -88,10 +94,12 @@ class Plan:
     threshold: Measure  # the noisy group size
     min_group_size: int
     epsilon: float  # the query's ε as asked
-    cost: Fraction  # exactly what is charged; every measure's ε is at most its exact share of it
+    cost: Fraction  # pure ε: exactly what is charged; every measure's ε is at most its exact share of it
     confidence: float
     columns: tuple[OutputColumn, ...]
     order_by: tuple[SortKey, ...]
     limit: int | None
     fingerprint: str
     having: Any = None  # rewriter.having.Condition over output columns, evaluated after noise
+    delta: float = 0.0  # the query's δ (0 for pure ε)
+    events: tuple[Any, ...] = ()  # privacy.accounting.NoiseEvent per measure, for (ε, δ) datasets

@@ -87,6 +87,12 @@ class Column(_Frozen):
 
 class Budget(_Frozen):
     epsilon: float = Field(gt=0, description="Total ε each analyst may spend on this dataset (per period).")
+    delta: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1e-3,
+        description="With a δ, budgets are (ε, δ), composed by the RDP accountant; Gaussian noise allowed.",
+    )
     refresh_days: int | None = Field(
         default=None,
         ge=1,
@@ -111,6 +117,8 @@ class QueryLimits(_Frozen):
     min_epsilon: float = Field(0.01, gt=0)
     max_epsilon: float = Field(2.0, gt=0)
     confidence: float = Field(0.95, gt=0, lt=1, description="Default level of the released intervals.")
+    mechanism: Literal["laplace", "gaussian"] = "laplace"
+    default_delta: float = Field(1e-7, gt=0, lt=1e-3, description="δ per query with Gaussian noise.")
 
     @model_validator(mode="after")
     def _ordered(self) -> QueryLimits:
@@ -148,6 +156,12 @@ class Dataset(_Frozen):
     suppression: Suppression = Suppression()
     max_groups: int = Field(1000, ge=1, description="Largest number of groups one query may release.")
     columns: dict[str, Column]
+
+    @model_validator(mode="after")
+    def _gaussian_needs_delta(self) -> Dataset:
+        if self.query.mechanism == "gaussian" and self.budget.delta is None:
+            raise ValueError("the Gaussian mechanism needs an (ε, δ) budget: set budget.delta")
+        return self
 
     @model_validator(mode="after")
     def _contribution_is_bounded(self) -> Dataset:

@@ -20,6 +20,7 @@ from fractions import Fraction
 from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed, InvalidParameterValue
+from privacy.accounting import NoiseEvent, gaussian_multiplier
 from rewriter.context import RewriteContext
 from rewriter.group_keys import key_of
 from rewriter.having import Condition, compile_having
@@ -32,6 +33,7 @@ from rewriter.plan import (
     Plan,
     SortKey,
 )
+from rewriter.policy import Dataset
 from rewriter.rules.clip_values import THRESHOLD_MEASURE, ClippedQuery, MeasuredAggregate
 
 
@@ -62,6 +64,7 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
     threshold = Measure(THRESHOLD_MEASURE, float(k), _float_down(total * share), discrete=True)
     per_aggregate = total * (1 - share) / len(query.aggregates) if query.aggregates else Fraction(0)
     aggregates = tuple(_noised(a, per_aggregate, k, m) for a in query.aggregates)
+    threshold, aggregates, delta, events = _choose_mechanism(ctx, dataset, epsilon, k, threshold, aggregates)
 
     keys = tuple(
         GroupKey(
@@ -100,9 +103,55 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
         columns=tuple(columns),
         order_by=_sort_keys(query, columns, by_name),
         having=_having(query, columns),
+        delta=delta,
+        events=events,
         limit=_limit(query.tree),
         fingerprint=hashlib.sha256(f"{engine_sql}|{epsilon!r}".encode()).hexdigest()[:16],
     )
+
+
+def _choose_mechanism(
+    ctx: RewriteContext,
+    dataset: Dataset,
+    epsilon: float,
+    k: int,
+    threshold: Measure,
+    aggregates: tuple[Aggregate, ...],
+) -> tuple[Measure, tuple[Aggregate, ...], float, tuple[NoiseEvent, ...]]:
+    """Laplace as planned, or Gaussian noise calibrated by the RDP accountant for the query's (ε, δ).
+
+    Gaussian noise is scaled to L2 sensitivity: a unit moves at most k groups, so L2 = L1 / √k.
+    Every measure gets the same noise multiplier z, chosen so that all of them together compose to
+    exactly the query's (ε, δ) under the accountant that will charge it.
+    """
+    kind = ctx.mechanism or dataset.query.mechanism
+    if kind == "gaussian" and dataset.budget.delta is None:
+        raise FeatureNotAllowed(
+            f'dataset "{dataset.source}" has a pure ε budget: Gaussian noise needs a δ',
+            hint="SET dp.mechanism = laplace, or ask an admin to give the dataset an (ε, δ) budget.",
+        )
+    measures = [threshold, *(m for a in aggregates for m in a.measures)]
+    if kind != "gaussian":
+        events = tuple(NoiseEvent("laplace", m.scale / m.sensitivity) for m in measures)
+        return threshold, aggregates, 0.0, events if dataset.budget.delta is not None else ()
+    delta = ctx.delta if ctx.delta is not None else dataset.query.default_delta
+    if dataset.budget.delta is not None and delta > dataset.budget.delta:
+        raise InvalidParameterValue(
+            f"dp.delta = {delta:g} is above the dataset's δ budget {dataset.budget.delta:g}",
+            hint=f"Choose a δ below {dataset.budget.delta:g}.",
+        )
+    z = gaussian_multiplier(len(measures), epsilon, delta)
+    share = epsilon / len(measures)
+
+    def gaussian(m: Measure) -> Measure:
+        l2 = m.sensitivity / math.sqrt(k)
+        return Measure(m.engine_column, l2, share, m.discrete, "gaussian", z * l2)
+
+    converted = tuple(
+        Aggregate(a.name, a.function, tuple(gaussian(m) for m in a.measures), a.pg_type, a.lower, a.upper)
+        for a in aggregates
+    )
+    return gaussian(threshold), converted, delta, tuple(NoiseEvent("gaussian", z) for _ in measures)
 
 
 def _query_epsilon(ctx: RewriteContext, dataset_name: str) -> float:
