@@ -6,8 +6,8 @@
 Every group of the plan's public domain is released, whether or not the engine saw rows for it
 (absent groups measure 0), so which groups appear never depends on the data. Each measure gets one
 independent noise draw (Laplace or Gaussian, as planned) per group. A group whose noisy size is
-below the policy's minimum comes back with NULL values and `suppressed = true`. Intervals use only released values and noise
-parameters. ORDER BY and LIMIT run last, over released values only.
+below the policy's minimum comes back with NULL values and `suppressed = true`. Intervals use only
+released values and noise parameters. ORDER BY and LIMIT run last, over released values only.
 """
 
 from __future__ import annotations
