@@ -10,6 +10,7 @@ period with the new one and checks ε at the dataset's δ against the budget.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,8 +46,8 @@ def epsilon_of(events: Sequence[NoiseEvent], delta: float) -> float:
     if not events:
         return 0.0
     accountant = rdp.RdpAccountant()
-    for e in events:
-        accountant.compose(e.dp_event())
+    for event, count in Counter(events).items():  # identical events compose as one, `count` times
+        accountant.compose(event.dp_event(), count)
     return float(accountant.get_epsilon(delta))
 
 

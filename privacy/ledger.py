@@ -14,10 +14,13 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pgerrors import BudgetExhausted
+from privacy import accounting
+from privacy.accounting import NoiseEvent
 from privacy.budget import PureDP
 
 SCHEMA = """
@@ -48,6 +51,7 @@ CREATE TABLE IF NOT EXISTS debits (
     spent_after_micro INTEGER NOT NULL,
     total_micro INTEGER NOT NULL,
     period INTEGER NOT NULL DEFAULT 0,
+    events TEXT,  -- (ε, δ) datasets: the noise events charged, for the accountant
     fingerprint TEXT NOT NULL
 );
 """
@@ -102,14 +106,7 @@ class Ledger:
             try:
                 spent = self._spent(dataset, user, period)
                 if spent + cost.micro > total.micro:
-                    remaining = PureDP(max(total.micro - spent, 0))
-                    raise BudgetExhausted(
-                        f'privacy budget exhausted on dataset "{dataset}": this query needs '
-                        f"ε {cost.epsilon:.6g} but only ε {remaining.epsilon:.6g} of "
-                        f"{total.epsilon:.6g} is left",
-                        hint="Ask with a smaller ε (SET dp.epsilon = ...), or ask an admin for more budget."
-                        + (f" The budget refreshes {refreshes}." if refreshes else ""),
-                    )
+                    raise _exhausted(dataset, cost, PureDP(max(total.micro - spent, 0)), total, refreshes)
                 new_spent = spent + cost.micro
                 self._db.execute(
                     "INSERT INTO accounts (dataset, user_name, period, spent_micro) VALUES (?, ?, ?, ?) "
@@ -152,9 +149,86 @@ class Ledger:
             row = self._db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
         return str(row[0])
 
+    def debit_events(
+        self,
+        dataset: str,
+        user: str,
+        events: Sequence[NoiseEvent],
+        total: PureDP,
+        delta: float,
+        fingerprint: str,
+        period: int = 0,
+        refreshes: str = "",
+    ) -> tuple[Balance, PureDP]:
+        """(ε, δ) datasets: compose the period's events with these and charge the growth of ε at δ.
+
+        Returns the balance and what this query added. Raises BudgetExhausted, charging nothing, when
+        the composed ε would pass the total.
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                history: list[NoiseEvent] = []
+                for (text,) in self._db.execute(
+                    "SELECT events FROM debits WHERE dataset = ? AND user_name = ? AND period = ? "
+                    "AND events IS NOT NULL",
+                    (dataset, user, period),
+                ):
+                    history.extend(accounting.from_json(text))
+                spent = self._spent(dataset, user, period)
+                after = PureDP.from_epsilon(accounting.epsilon_of([*history, *events], delta))
+                if after.micro > total.micro:
+                    raise _exhausted(
+                        dataset,
+                        PureDP(max(after.micro - spent, 1)),
+                        PureDP(max(total.micro - spent, 0)),
+                        total,
+                        refreshes,
+                        delta,
+                    )
+                new_spent = max(after.micro, spent + 1)
+                self._db.execute(
+                    "INSERT INTO accounts (dataset, user_name, period, spent_micro) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (dataset, user_name, period) "
+                    "DO UPDATE SET spent_micro = excluded.spent_micro",
+                    (dataset, user, period, new_spent),
+                )
+                self._db.execute(
+                    "INSERT INTO debits (at, dataset, user_name, cost_micro, spent_after_micro, "
+                    "total_micro, fingerprint, period, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        time.time(),
+                        dataset,
+                        user,
+                        new_spent - spent,
+                        new_spent,
+                        total.micro,
+                        fingerprint,
+                        period,
+                        accounting.to_json(events),
+                    ),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return Balance(dataset, user, total, PureDP(new_spent)), PureDP(new_spent - spent)
+
     def _spent(self, dataset: str, user: str, period: int) -> int:
         row = self._db.execute(
             "SELECT spent_micro FROM accounts WHERE dataset = ? AND user_name = ? AND period = ?",
             (dataset, user, period),
         ).fetchone()
         return int(row[0]) if row else 0
+
+
+def _exhausted(
+    dataset: str, needs: PureDP, remaining: PureDP, total: PureDP, refreshes: str, delta: float | None = None
+) -> BudgetExhausted:
+    at = f" (at δ {delta:g})" if delta is not None else ""
+    return BudgetExhausted(
+        f'privacy budget exhausted on dataset "{dataset}": this query needs ε {needs.epsilon:.6g}{at} '
+        f"but only ε {remaining.epsilon:.6g} of {total.epsilon:.6g} is left",
+        hint="Ask with a smaller ε (SET dp.epsilon = ...), or ask an admin for more budget."
+        + (f" The budget refreshes {refreshes}." if refreshes else ""),
+    )

@@ -206,18 +206,32 @@ class Gateway:
                 )
                 rows = present(plan, Answer.from_json(stored))
                 return Result(_plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
-            cost = PureDP.from_epsilon(plan.cost)
             now = time.time()
-            balance = await asyncio.to_thread(
-                self.ledger.debit,
-                plan.dataset,
-                state.user,
-                cost,
-                total,
-                plan.fingerprint,
-                dataset.budget.period(now),
-                dataset.budget.refreshes(now),
-            )
+            period, refreshes = dataset.budget.period(now), dataset.budget.refreshes(now)
+            if dataset.budget.delta is None:
+                cost = PureDP.from_epsilon(plan.cost)
+                balance = await asyncio.to_thread(
+                    self.ledger.debit,
+                    plan.dataset,
+                    state.user,
+                    cost,
+                    total,
+                    plan.fingerprint,
+                    period,
+                    refreshes,
+                )
+            else:  # (ε, δ): the RDP accountant composes this query with everything charged before
+                balance, cost = await asyncio.to_thread(
+                    self.ledger.debit_events,
+                    plan.dataset,
+                    state.user,
+                    plan.events,
+                    total,
+                    dataset.budget.delta,
+                    plan.fingerprint,
+                    period,
+                    refreshes,
+                )
             engine_columns, engine_rows = await self.engine.run(
                 plan.engine_sql, params, state.running, self._limits(state)
             )
@@ -226,8 +240,9 @@ class Gateway:
                 self.ledger.keep_answer, key, plan.dataset, state.user, answer.to_json()
             )
         rows = present(plan, Answer.from_json(kept))
+        at_delta = f" at δ {dataset.budget.delta:g}" if dataset.budget.delta is not None else ""
         notice = (
-            f'ε spent {cost.epsilon:.2f} of {total.epsilon:.2f} on dataset "{plan.dataset}" '
+            f'ε spent {cost.epsilon:.2f} of {total.epsilon:.2f}{at_delta} on dataset "{plan.dataset}" '
             f"({balance.remaining.epsilon:.2f} left); {plan.confidence:.0%} intervals shown"
         )
         return Result(_plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
