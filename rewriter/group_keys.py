@@ -19,6 +19,7 @@ class KeySpec:
     expression: exp.Expression  # as it stands in the checked tree
     column: str
     unit: str | None  # a date_trunc unit, or None for a column with group_by_values
+    bins: tuple[float, float, int] | None = None  # width_bucket(column, low, high, count)
 
     @property
     def key(self) -> str:
@@ -29,8 +30,12 @@ class KeySpec:
     ) -> tuple[str | int | bool | dt.datetime, ...]:
         """The public groups; time buckets are narrowed to literal bounds the query itself states."""
         spec = dataset.columns[self.column]
+        if self.bins is not None:  # PostgreSQL's width_bucket: 0 below, count + 1 at or above high
+            return tuple(range(0, self.bins[2] + 2))
         if self.unit is None:
-            return tuple(spec.group_by_values or ())
+            values = tuple(spec.group_by_values or ())
+            stated = literal_values(where, self.column) if where is not None else None
+            return values if stated is None else tuple(v for v in values if str(v) in stated)
         assert spec.earliest is not None and spec.latest is not None
         low, high = _as_datetime(spec.earliest), _as_datetime(spec.latest)
         stated_low, stated_high = literal_range(where, self.column) if where is not None else (None, None)
@@ -71,8 +76,10 @@ def _key(item: exp.Expression, dataset: Dataset, name: str) -> KeySpec:
                 f"date_trunc unit '{unit}' is not supported", hint=f"Use one of: {', '.join(UNITS)}."
             )
         return KeySpec(item, item.this.name, unit)
+    if isinstance(item, exp.WidthBucket) and isinstance(item.this, exp.Column) and item.this.table:
+        return KeySpec(item, item.this.name, None, _bins(item, dataset, name))
     raise FeatureNotAllowed(
-        "GROUP BY accepts public columns and date_trunc(unit, column) only",
+        "GROUP BY accepts public columns, date_trunc(unit, column) and width_bucket(column, low, high, n)",
         hint="For example: GROUP BY department, or GROUP BY date_trunc('month', hire_date)",
     )
 
@@ -133,3 +140,57 @@ def _literal_moment(node: exp.Expression) -> dt.datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=None)
+
+
+def _bins(item: exp.WidthBucket, dataset: Dataset, name: str) -> tuple[float, float, int]:
+    """width_bucket's public bins come from the query's literals: any numeric column may be binned."""
+    column = dataset.columns[item.this.name]
+    if column.type not in ("bigint", "integer", "double") or item.this.name == dataset.privacy_unit:
+        raise AccessDenied(
+            f'column "{item.this.name}" of dataset "{name}" cannot be binned',
+            hint="width_bucket applies to numeric columns other than the privacy unit.",
+        )
+    values = []
+    for arg in ("min_value", "max_value", "num_buckets"):
+        node = item.args.get(arg)
+        negative = isinstance(node, exp.Neg)
+        literal = node.this if negative else node
+        if not (isinstance(literal, exp.Literal) and not literal.is_string):
+            raise FeatureNotAllowed(
+                "width_bucket takes literal bounds and a literal bucket count",
+                hint="For example: width_bucket(salary, 20000, 250000, 10)",
+            )
+        values.append(-float(literal.this) if negative else float(literal.this))
+    low, high, count = values
+    if not (low < high and count >= 1 and count.is_integer()):
+        raise FeatureNotAllowed("width_bucket needs low < high and a whole number of buckets")
+    return low, high, int(count)
+
+
+def literal_values(where: exp.Expression, column: str) -> set[str] | None:
+    """Values `column` is restricted to by literal `=` / `IN` conditions ANDed at the top of WHERE.
+
+    >>> import sqlglot
+    >>> w = sqlglot.parse_one("SELECT 1 WHERE d IN ('a', 'b') AND x > 1 AND d <> 'c'").args["where"]
+    >>> sorted(literal_values(w.this, "d"))
+    ['a', 'b']
+    """
+    allowed: set[str] | None = None
+    for condition in where.flatten() if isinstance(where, exp.And) else [where]:
+        values: list[exp.Expression] | None = None
+        if isinstance(condition, exp.EQ):
+            if _is_column(condition.this, column):
+                values = [condition.expression]
+            elif _is_column(condition.expression, column):
+                values = [condition.this]
+        elif (
+            isinstance(condition, exp.In)
+            and _is_column(condition.this, column)
+            and not condition.args.get("query")
+        ):
+            values = list(condition.expressions)
+        if values is None or not all(isinstance(v, exp.Literal) for v in values):
+            continue
+        stated = {v.this for v in values}
+        allowed = stated if allowed is None else allowed & stated
+    return allowed

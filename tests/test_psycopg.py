@@ -390,3 +390,18 @@ def test_variance_and_stddev_over_the_wire(proxy: ProxyProcess, data_file) -> No
         sd, low, high, var, var_low, var_high, suppressed = cur.fetchone()
         assert low <= sd <= high and var_low <= var <= var_high and not suppressed
         assert abs(sd - truth) < 0.1 * truth  # salaries above 250000 are clipped; noise at ε = 2 is small
+
+
+def test_histograms_and_filter_narrowed_groups(proxy: ProxyProcess) -> None:
+    with connect(proxy) as conn:
+        conn.execute("SET dp.epsilon = 2")
+        bands = conn.execute(
+            "SELECT width_bucket(salary, 20000, 250000, 5) AS band, COUNT(*) FROM employees "
+            "GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        assert [b[0] for b in bands] == [0, 1, 2, 3, 4, 5, 6]
+        assert sum(b[1] or 0 for b in bands) == pytest.approx(14753, abs=300)
+        narrowed = conn.execute(
+            "SELECT department, COUNT(*) FROM employees WHERE department IN ('Sales', 'Legal') GROUP BY 1"
+        ).fetchall()
+        assert sorted(r[0] for r in narrowed) == ["Legal", "Sales"]  # only the groups the query asks about

@@ -158,6 +158,15 @@ def _bounded(
 
 
 def _engine_key(key: KeySpec) -> exp.Expression:
+    if key.bins is not None:  # width_bucket, which DuckDB lacks, as PostgreSQL defines it
+        low, high, count = key.bins
+        sql = (
+            f"CASE WHEN {_col(key.column).sql('duckdb')} < {low!r} THEN 0 "
+            f"WHEN {_col(key.column).sql('duckdb')} >= {high!r} THEN {count + 1} "
+            f"ELSE CAST(floor(({_col(key.column).sql('duckdb')} - {low!r}) * {count} / ({high!r} - {low!r})) "
+            f"AS INTEGER) + 1 END"
+        )
+        return sqlglot.parse_one(sql, read="duckdb")
     if key.unit is None:
         return _col(key.column)
     truncated = exp.Anonymous(this="date_trunc", expressions=[exp.Literal.string(key.unit), _col(key.column)])
@@ -228,6 +237,8 @@ def _measure(
 
 def _in_domain(key: KeySpec, column: Column) -> exp.Expression:
     """Rows outside the key's public domain never reach a group."""
+    if key.bins is not None:  # every value has a bucket; only NULLs have none
+        return exp.Not(this=exp.Is(this=_col(key.column), expression=exp.Null()))
     if key.unit is not None:
         assert column.earliest is not None and column.latest is not None
         after_last = column.latest + dt.timedelta(days=1)

@@ -12,7 +12,10 @@ from rewriter.context import RewriteContext
 from rewriter.tree import aggregate_name
 
 # PostgreSQL names these columns after the function as written (sqlglot folds VAR_SAMP into VARIANCE).
-_OUTPUT_NAMES = {exp.Variance: "variance", exp.Stddev: "stddev"}
+_OUTPUT_NAMES = {
+    exp.Variance: "variance", exp.Stddev: "stddev", exp.WidthBucket: "width_bucket",
+    exp.TimestampTrunc: "date_trunc", exp.DateTrunc: "date_trunc",
+}  # fmt: skip
 
 
 def name_output_columns(tree: exp.Select, ctx: RewriteContext) -> exp.Select:

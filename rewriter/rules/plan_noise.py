@@ -70,7 +70,11 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
         GroupKey(
             position,
             key.column,
-            "timestamp" if key.unit is not None else POLICY_TO_PG[dataset.columns[key.column].type],
+            "timestamp"
+            if key.unit is not None
+            else "int4"
+            if key.bins is not None
+            else POLICY_TO_PG[dataset.columns[key.column].type],
             domain,
         )
         for (key, position), domain in zip(query.keys, domains, strict=True)
