@@ -275,7 +275,7 @@ class Gateway:
         """Plan once per statement and context: Parse/Describe and Execute share the plan."""
         key = (self.policy.version, state.user, state.role, state.settings.epsilon(),
                state.settings.confidence(), state.settings.delta(), state.settings.mechanism(),
-               declared)  # fmt: skip
+               state.settings.target_ci_width(), declared)  # fmt: skip
         plan = statement.plans.get(key)
         if plan is None:
             plan = statement.plans[key] = self._make_plan(statement, state, declared)
@@ -292,6 +292,7 @@ class Gateway:
             confidence=state.settings.confidence(),
             delta=state.settings.delta(),
             mechanism=state.settings.mechanism(),
+            target_ci_width=state.settings.target_ci_width(),
             declared_parameter_types=declared,
         )
         return plan_query(statement.tree, ctx)

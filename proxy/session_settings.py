@@ -72,6 +72,7 @@ CLIENT_DEFAULTS = {
     "dp.confidence": "",
     "dp.delta": "",
     "dp.mechanism": "",
+    "dp.target_ci_width": "",
 }
 
 # Reported to the client in ParameterStatus when they change, as PostgreSQL does.
@@ -122,6 +123,8 @@ class Settings:
             value = value.lower()
             if value not in ("laplace", "gaussian"):
                 raise InvalidParameterValue("dp.mechanism is laplace or gaussian")
+        if key == "dp.target_ci_width" and value != "":
+            _positive_number(name, value)
         if key == "dp.confidence" and value != "":
             level = _positive_number(name, value)
             if not 0.5 <= level < 1:
@@ -163,6 +166,9 @@ class Settings:
 
     def mechanism(self) -> str | None:
         return self.values["dp.mechanism"] or None
+
+    def target_ci_width(self) -> float | None:
+        return float(self.values["dp.target_ci_width"]) if self.values["dp.target_ci_width"] else None
 
     def confidence(self) -> float | None:
         return float(self.values["dp.confidence"]) if self.values["dp.confidence"] else None

@@ -16,6 +16,7 @@ class RewriteContext:
     confidence: float | None = None  # SET dp.confidence; None means the dataset's default
     delta: float | None = None  # SET dp.delta
     mechanism: str | None = None  # SET dp.mechanism
+    target_ci_width: float | None = None  # SET dp.target_ci_width: choose the smallest ε that meets it
     # Types the client declared for $1..$n in Parse (PostgreSQL type names; None = not declared).
     declared_parameter_types: tuple[str | None, ...] = field(default=())
 

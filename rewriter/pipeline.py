@@ -14,7 +14,7 @@ from rewriter.plan import Plan
 from rewriter.rules.check_column_access import check_column_access
 from rewriter.rules.clip_values import clip_values
 from rewriter.rules.name_output_columns import name_output_columns
-from rewriter.rules.plan_noise import plan_noise
+from rewriter.rules.plan_noise import plan_for_width, plan_noise
 from rewriter.rules.qualify_against_policy import qualify_against_policy
 from rewriter.rules.reject_unsupported_syntax import reject_unsupported_syntax
 from rewriter.rules.resolve_dataset import resolve_dataset
@@ -39,4 +39,7 @@ def plan_query(tree: exp.Expression, ctx: RewriteContext) -> Plan:
     checked = tree.copy()
     for rule in RULES:
         checked = rule(checked, ctx)
-    return plan_noise(clip_values(checked, ctx), ctx)
+    clipped = clip_values(checked, ctx)
+    if ctx.target_ci_width is not None:
+        return plan_for_width(clipped, ctx, ctx.target_ci_width)
+    return plan_noise(clipped, ctx)

@@ -61,3 +61,22 @@ def test_discrete_noise_cdf_matches_its_mass_function(scale: float) -> None:
     for t in (-7, -1, 0, 1, 2.5, 9):
         brute = sum(w for z, w in weights.items() if z < t) / total
         assert mechanism.below(t) == pytest.approx(brute, rel=1e-9, abs=1e-12)
+
+
+def test_target_interval_width_picks_the_smallest_epsilon(proxy: ProxyProcess) -> None:
+    notices: list[str] = []
+    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute("SET dp.target_ci_width = 20")
+        n, low, high, _ = conn.execute(
+            "SELECT COUNT(*) FROM employees WHERE age BETWEEN 30 AND 39"
+        ).fetchone()
+        assert high - low <= 20
+        chosen = float(notices[-1].split("ε spent ")[1].split(" ")[0])
+        conn.execute("SET dp.target_ci_width = 16")  # narrower asks for more ε
+        conn.execute("SELECT COUNT(*) FROM employees WHERE age BETWEEN 40 AND 49")
+        assert float(notices[-1].split("ε spent ")[1].split(" ")[0]) > chosen
+        conn.execute("SET dp.target_ci_width = 1")
+        with pytest.raises(errors.FeatureNotSupported) as raised:
+            conn.execute("SELECT COUNT(*) FROM employees")
+        assert "needs more ε" in str(raised.value)

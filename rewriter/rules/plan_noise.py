@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import replace
 from fractions import Fraction
 
 from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed, InvalidParameterValue
 from privacy.accounting import NoiseEvent, gaussian_multiplier
+from privacy.mechanisms import mechanism
 from rewriter.context import RewriteContext
 from rewriter.group_keys import key_of
 from rewriter.having import Condition, compile_having
@@ -112,6 +114,53 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
         limit=_limit(query.tree),
         fingerprint=hashlib.sha256(f"{engine_sql}|{epsilon!r}".encode()).hexdigest()[:16],
     )
+
+
+def plan_for_width(query: ClippedQuery, ctx: RewriteContext, width: float) -> Plan:
+    """The plan at the smallest ε (3 significant digits, within policy limits) at which every COUNT
+    and SUM interval is at most `width` wide; refuse when even the largest ε cannot reach it."""
+    limits = ctx.dataset(query.dataset).query
+    if (
+        any(a.function not in ("count", "count_units", "sum") for a in query.aggregates)
+        or not query.aggregates
+    ):
+        raise FeatureNotAllowed(
+            "dp.target_ci_width applies to COUNT and SUM; the width of averages and spreads depends on "
+            "group sizes",
+            hint="Use EXPLAIN to see their widths by group size, then SET dp.epsilon.",
+        )
+
+    def plan_at(epsilon: float) -> Plan:
+        return plan_noise(query, replace(ctx, epsilon=epsilon, target_ci_width=None))
+
+    def widest(plan: Plan) -> float:
+        alpha = 1 - plan.confidence
+        return max(
+            2 * mechanism(m.kind, m.scale, m.discrete).half_width(alpha)
+            for a in plan.aggregates
+            for m in a.measures
+        )
+
+    best = plan_at(limits.max_epsilon)
+    if widest(best) > width:
+        raise FeatureNotAllowed(
+            f"an interval width of {width:g} needs more ε than this dataset allows per query "
+            f"({limits.max_epsilon:g} gives ± {widest(best) / 2:.4g})",
+            hint="Ask for a wider interval (SET dp.target_ci_width = ...) or a coarser question.",
+        )
+    low, high = limits.min_epsilon, limits.max_epsilon
+    for _ in range(40):
+        middle = (low + high) / 2
+        if widest(plan_at(middle)) <= width:
+            high = middle
+        else:
+            low = middle
+    chosen = min(float(f"{high:.3g}"), limits.max_epsilon)
+    if widest(plan_at(chosen)) > width:  # rounding to 3 digits went below the threshold: step up
+        chosen = min(
+            float(f"{high * 1.001:.3g}") + 10 ** (math.floor(math.log10(high)) - 2), limits.max_epsilon
+        )
+    return plan_at(max(chosen, limits.min_epsilon))
 
 
 def _choose_mechanism(
