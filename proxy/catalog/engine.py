@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 
 from pgerrors import PgError, UndefinedObject
+from privacy import postprocess
 from proxy.catalog.contents import OWNER_NAME, relations, type_name_sql
 from proxy.engine import LOCKDOWN
 from proxy.running import Limits, RunningQuery, run_interruptible
@@ -104,6 +105,7 @@ class CatalogEngine:
                 )
         for macro in _macros():
             con.execute(macro)
+        _register_helpers(con)
         for statement in LOCKDOWN:
             con.execute(statement)
         self._con = con
@@ -142,6 +144,30 @@ class CatalogEngine:
             raise _as_pg_error(err) from err
         finally:
             cursor.close()
+
+
+def _register_helpers(con: duckdb.DuckDBPyConnection) -> None:
+    """Free post-processing helpers over released values (privacy.postprocess), as SQL functions."""
+    double = duckdb.sqltype("DOUBLE")
+    con.create_function(
+        "dp_prob_greater",
+        lambda a, al, ah, b, bl, bh: postprocess.prob_greater(a, al, ah, b, bl, bh),
+        [double] * 6,
+        double,
+    )
+    con.create_function(
+        "dp_interval_at",
+        lambda v, lo, hi, now, new: list(postprocess.interval_at(v, lo, hi, now, new)),
+        [double] * 5,
+        duckdb.list_type(double),
+    )
+    con.create_function(
+        "dp_hypothetical",
+        lambda v, lo, hi, n: postprocess.hypothetical(v, lo, hi, int(n)),
+        [double, double, double, duckdb.sqltype("INTEGER")],
+        duckdb.list_type(double),
+        side_effects=True,
+    )
 
 
 def _as_pg_error(err: duckdb.Error) -> PgError:
