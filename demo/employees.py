@@ -7,13 +7,11 @@ has fewer members than the demo policy's minimum group size, so it comes back su
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import random
-import tempfile
 from pathlib import Path
 
-import duckdb
+from demo.parquet import write_parquet
 
 # department: (head count, median salary)
 DEPARTMENTS: dict[str, tuple[int, int]] = {
@@ -44,20 +42,14 @@ def generate(out: Path, seed: int = 20261122, scale: float = 1.0) -> int:
             hire = start + dt.timedelta(days=rng.randint(0, 7600))
             rows.append((user_id, department, salary, age, hire))
     rng.shuffle(rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.parquet")
-    with tempfile.TemporaryDirectory() as scratch:
-        staging = Path(scratch) / "employees.csv"
-        with staging.open("w", newline="") as f:
-            csv.writer(f).writerows(rows)
-        con = duckdb.connect()
-        con.execute(
-            "CREATE TABLE employees AS SELECT * FROM read_csv(?, header = false, columns = {"
-            "'user_id': 'BIGINT', 'department': 'VARCHAR', 'salary': 'DOUBLE', 'age': 'INTEGER', "
-            "'hire_date': 'DATE'})",
-            [str(staging)],
-        )
-        con.execute("COPY employees TO ? (FORMAT parquet)", [str(tmp)])
-        con.close()
-    tmp.replace(out)
-    return len(rows)
+    return write_parquet(
+        rows,
+        {
+            "user_id": "BIGINT",
+            "department": "VARCHAR",
+            "salary": "DOUBLE",
+            "age": "INTEGER",
+            "hire_date": "DATE",
+        },
+        out,
+    )

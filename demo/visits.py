@@ -6,13 +6,11 @@ data from a seeded `random.Random`; privacy noise only ever comes from `privacy.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import random
-import tempfile
 from pathlib import Path
 
-import duckdb
+from demo.parquet import write_parquet
 
 CHANNELS = {"web": 0.5, "app": 0.3, "email": 0.15, "store": 0.05}
 
@@ -36,20 +34,14 @@ def generate(out: Path, seed: int = 7, users: int = 5000) -> int:
             pages = max(1, int(rng.gauss(6, 4)))
             rows.append((user, day, channel, minutes, pages))
     rng.shuffle(rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.parquet")
-    with tempfile.TemporaryDirectory() as scratch:
-        staging = Path(scratch) / "visits.csv"
-        with staging.open("w", newline="") as f:
-            csv.writer(f).writerows(rows)
-        con = duckdb.connect()
-        con.execute(
-            "CREATE TABLE visits AS SELECT * FROM read_csv(?, header = false, columns = {"
-            "'user_id': 'BIGINT', 'visit_date': 'DATE', 'channel': 'VARCHAR', 'minutes': 'DOUBLE', "
-            "'pages': 'INTEGER'})",
-            [str(staging)],
-        )
-        con.execute("COPY visits TO ? (FORMAT parquet)", [str(tmp)])
-        con.close()
-    tmp.replace(out)
-    return len(rows)
+    return write_parquet(
+        rows,
+        {
+            "user_id": "BIGINT",
+            "visit_date": "DATE",
+            "channel": "VARCHAR",
+            "minutes": "DOUBLE",
+            "pages": "INTEGER",
+        },
+        out,
+    )

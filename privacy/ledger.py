@@ -14,7 +14,8 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,28 +102,12 @@ class Ledger:
         """Charge `cost` atomically, or raise BudgetExhausted without charging anything."""
         if cost.micro <= 0:
             raise ValueError("a debit must cost something")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                spent = self._spent(dataset, user, period)
-                if spent + cost.micro > total.micro:
-                    raise _exhausted(dataset, cost, PureDP(max(total.micro - spent, 0)), total, refreshes)
-                new_spent = spent + cost.micro
-                self._db.execute(
-                    "INSERT INTO accounts (dataset, user_name, period, spent_micro) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (dataset, user_name, period) "
-                    "DO UPDATE SET spent_micro = excluded.spent_micro",
-                    (dataset, user, period, new_spent),
-                )
-                self._db.execute(
-                    "INSERT INTO debits (at, dataset, user_name, cost_micro, spent_after_micro, "
-                    "total_micro, fingerprint, period) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (time.time(), dataset, user, cost.micro, new_spent, total.micro, fingerprint, period),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._immediate():
+            spent = self._spent(dataset, user, period)
+            if spent + cost.micro > total.micro:
+                raise _exhausted(dataset, cost, PureDP(max(total.micro - spent, 0)), total, refreshes)
+            new_spent = spent + cost.micro
+            self._record(dataset, user, period, new_spent, cost.micro, total, fingerprint, None)
             return Balance(dataset, user, total, PureDP(new_spent))
 
     def secret(self, name: str) -> str:
@@ -165,54 +150,65 @@ class Ledger:
         Returns the balance and what this query added. Raises BudgetExhausted, charging nothing, when
         the composed ε would pass the total.
         """
+        with self._immediate():
+            history: list[NoiseEvent] = []
+            for (text,) in self._db.execute(
+                "SELECT events FROM debits WHERE dataset = ? AND user_name = ? AND period = ? "
+                "AND events IS NOT NULL",
+                (dataset, user, period),
+            ):
+                history.extend(accounting.from_json(text))
+            spent = self._spent(dataset, user, period)
+            after = PureDP.from_epsilon(accounting.epsilon_of([*history, *events], delta))
+            if after.micro > total.micro:
+                needs = PureDP(max(after.micro - spent, 1))
+                raise _exhausted(dataset, needs, PureDP(max(total.micro - spent, 0)), total, refreshes, delta)
+            new_spent = max(after.micro, spent + 1)
+            self._record(
+                dataset,
+                user,
+                period,
+                new_spent,
+                new_spent - spent,
+                total,
+                fingerprint,
+                accounting.to_json(events),
+            )
+            return Balance(dataset, user, total, PureDP(new_spent)), PureDP(new_spent - spent)
+
+    @contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """One write transaction holding SQLite's write lock from the first read to COMMIT."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                history: list[NoiseEvent] = []
-                for (text,) in self._db.execute(
-                    "SELECT events FROM debits WHERE dataset = ? AND user_name = ? AND period = ? "
-                    "AND events IS NOT NULL",
-                    (dataset, user, period),
-                ):
-                    history.extend(accounting.from_json(text))
-                spent = self._spent(dataset, user, period)
-                after = PureDP.from_epsilon(accounting.epsilon_of([*history, *events], delta))
-                if after.micro > total.micro:
-                    raise _exhausted(
-                        dataset,
-                        PureDP(max(after.micro - spent, 1)),
-                        PureDP(max(total.micro - spent, 0)),
-                        total,
-                        refreshes,
-                        delta,
-                    )
-                new_spent = max(after.micro, spent + 1)
-                self._db.execute(
-                    "INSERT INTO accounts (dataset, user_name, period, spent_micro) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (dataset, user_name, period) "
-                    "DO UPDATE SET spent_micro = excluded.spent_micro",
-                    (dataset, user, period, new_spent),
-                )
-                self._db.execute(
-                    "INSERT INTO debits (at, dataset, user_name, cost_micro, spent_after_micro, "
-                    "total_micro, fingerprint, period, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        time.time(),
-                        dataset,
-                        user,
-                        new_spent - spent,
-                        new_spent,
-                        total.micro,
-                        fingerprint,
-                        period,
-                        accounting.to_json(events),
-                    ),
-                )
+                yield
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            return Balance(dataset, user, total, PureDP(new_spent)), PureDP(new_spent - spent)
+
+    def _record(
+        self,
+        dataset: str,
+        user: str,
+        period: int,
+        new_spent: int,
+        cost: int,
+        total: PureDP,
+        fingerprint: str,
+        events: str | None,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO accounts (dataset, user_name, period, spent_micro) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (dataset, user_name, period) DO UPDATE SET spent_micro = excluded.spent_micro",
+            (dataset, user, period, new_spent),
+        )
+        self._db.execute(
+            "INSERT INTO debits (at, dataset, user_name, cost_micro, spent_after_micro, total_micro, "
+            "fingerprint, period, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), dataset, user, cost, new_spent, total.micro, fingerprint, period, events),
+        )
 
     def _spent(self, dataset: str, user: str, period: int) -> int:
         row = self._db.execute(
