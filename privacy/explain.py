@@ -54,6 +54,13 @@ def _aggregate_lines(aggregate: Aggregate, alpha: float, confidence: float) -> l
             f"sensitivity {m.sensitivity:g}, {kind} scale {noise.scale:.4g}{clip}; "
             f"{level} interval ± {noise.half_width(alpha):.4g}"
         ]
+    if aggregate.function == "quantile":
+        first = aggregate.measures[0]
+        return [
+            f"  {aggregate.name} = PERCENTILE {aggregate.fraction:g}: ε {first.epsilon:.4g} for a noisy "
+            f"histogram of {len(aggregate.measures)} bins over [{aggregate.lower:g}, {aggregate.upper:g}] "
+            f"(discrete Laplace scale {first.scale:.4g} per bin)"
+        ]
     if aggregate.function.startswith(("var", "stddev")):
         squares_m, sum_m, count_m = aggregate.measures
         return [

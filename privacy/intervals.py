@@ -6,7 +6,9 @@ data, after clipping, lies in the interval with probability at least `confidence
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from privacy.mechanisms import Mechanism
 
@@ -93,3 +95,24 @@ def variance_of(squares: float, centred_sum: float, count: float, sample: bool) 
     mean = centred_sum / count
     population = squares / count - mean * mean
     return population * count / (count - 1) if sample and count > 1 else population
+
+
+@lru_cache(maxsize=4096)
+def sum_of_noises_bound(terms: int, scale: float, discrete: bool, alpha: float) -> float:
+    """t with P(|Z_1 + ... + Z_terms| > t) <= alpha for independent Laplace(scale) noises.
+
+    A Chernoff bound on the exact moment-generating function M: for every λ in (0, 1/b),
+    P(S > t) <= exp(terms·log M(λ) - λt), so t(λ) = (terms·log M(λ) - ln(alpha/2)) / λ works for
+    each tail, and the bound is the smallest t(λ) over a fine grid. Continuous Laplace has
+    M(λ) = 1 / (1 - λ²b²); discrete Laplace with r = e^{-1/b} has M(λ) = (1 - r)² / ((1 - re^λ)(1 - re^{-λ})).
+    """
+    b = scale
+    r = math.exp(-1 / b)
+
+    def log_mgf(lam: float) -> float:
+        if discrete:
+            return 2 * math.log(1 - r) - math.log(1 - r * math.exp(lam)) - math.log(1 - r * math.exp(-lam))
+        return -math.log(1 - lam * lam * b * b)
+
+    target = math.log(alpha / 2)
+    return min((terms * log_mgf(lam) - target) / lam for lam in ((i / 500) / b for i in range(1, 500)))

@@ -101,6 +101,8 @@ def _release_aggregate(aggregate: Aggregate, noised, confidence: float) -> list[
         return out
     if aggregate.function.startswith(("var", "stddev")):
         return _release_spread(aggregate, noised, confidence)
+    if aggregate.function == "quantile":
+        return _release_quantile(aggregate, noised, confidence)
     sum_m, count_m = aggregate.measures
     sums, sum_mech = noised(sum_m.engine_column)
     counts, count_mech = noised(count_m.engine_column)
@@ -138,6 +140,57 @@ def _release_spread(aggregate: Aggregate, noised, confidence: float) -> list[tup
         half = (high - low) / 2
         out.append((round_to_noise(value, half), round_to_noise(low, half), round_to_noise(high, half)))
     return out
+
+
+def _release_quantile(aggregate: Aggregate, noised, confidence: float) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """A quantile read off a noisy histogram, with a conservative interval.
+
+    With probability at least `confidence`, every noisy cumulative count (and the total) is within
+    its Chernoff bound t_j of the truth (a union bound over the bins); the interval spans the bins
+    that could then hold the quantile. Only released counts and the noise scale are used.
+    """
+    assert aggregate.lower is not None and aggregate.upper is not None and aggregate.fraction is not None
+    columns = [noised(m.engine_column) for m in aggregate.measures]
+    noise = columns[0][1]
+    count = len(columns)
+    width = (aggregate.upper - aggregate.lower) / count
+    bounds = [
+        intervals.sum_of_noises_bound(j, noise.scale, noise.discrete, (1 - confidence) / count)
+        for j in range(1, count + 1)
+    ]
+    p = aggregate.fraction
+    out = []
+    for g in range(len(columns[0][0])):
+        raw = [values[g] for values, _ in columns]
+        counts = [max(c, 0.0) for c in raw]
+        target = p * sum(counts)
+        cumulative, value = 0.0, aggregate.upper
+        for j, c in enumerate(counts):
+            if c > 0 and cumulative + c >= target:
+                value = aggregate.lower + width * (j + (target - cumulative) / c)
+                break
+            cumulative += c
+        low_bin = _first_bin(raw, bounds, p, could=True)
+        high_bin = _first_bin(raw, bounds, p, could=False)
+        low = aggregate.lower + width * low_bin
+        high = aggregate.lower + width * (high_bin + 1) if high_bin < count else aggregate.upper
+        value = min(max(value, low), high)
+        half = (high - low) / 2
+        out.append((round_to_noise(value, half), round_to_noise(low, half), round_to_noise(high, half)))
+    return out
+
+
+def _first_bin(noisy: list[float], bounds: list[float], p: float, could: bool) -> int:
+    """The first bin j whose true cumulative count could (or must) reach p times the true total."""
+    total = sum(noisy)
+    cumulative = 0.0
+    for j, c in enumerate(noisy):
+        cumulative += c
+        if could and cumulative + bounds[j] >= p * (total - bounds[-1]):
+            return j
+        if not could and cumulative - bounds[j] >= p * (total + bounds[-1]):
+            return j
+    return len(noisy)
 
 
 def round_to_noise(value: float, half_width: float) -> float:

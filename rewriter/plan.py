@@ -42,6 +42,7 @@ class Measure:
     discrete: bool  # integer-valued (a count)
     kind: Literal["laplace", "gaussian"] = "laplace"
     scale: float = 0.0  # b for Laplace (sensitivity / ε), σ for Gaussian (from the accountant)
+    vector: str = ""  # measures sharing a name are one vector release (a histogram's bins)
 
     def __post_init__(self) -> None:
         if self.scale == 0.0:
@@ -53,11 +54,12 @@ class Aggregate:
     """A released aggregate: count (of rows or of units) and sum use one measure, avg two."""
 
     name: str
-    function: Literal["count", "sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop"]
+    function: Literal["count", "sum", "avg", "var_samp", "var_pop", "stddev_samp", "stddev_pop", "quantile"]
     measures: tuple[Measure, ...]
     pg_type: PgType
     lower: float | None = None
     upper: float | None = None
+    fraction: float | None = None  # quantiles: which one (0.5 for the median)
 
     @property
     def midpoint(self) -> float:

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ColumnType = Literal["bigint", "integer", "double", "text", "date", "boolean", "timestamp"]
-AggregateName = Literal["count", "sum", "avg", "var", "stddev"]
+AggregateName = Literal["count", "sum", "avg", "var", "stddev", "quantile"]
 Role = Literal["admin", "analyst", "auditor"]
 
 NUMERIC_TYPES = frozenset({"bigint", "integer", "double"})
@@ -82,7 +82,8 @@ class Column(_Frozen):
         if self.aggregates is not None:
             declared = frozenset(self.aggregates)
             return declared if self.bounded else declared & {"count"}
-        return frozenset({"count", "sum", "avg", "var", "stddev"}) if self.bounded else frozenset({"count"})
+        every = frozenset({"count", "sum", "avg", "var", "stddev", "quantile"})
+        return every if self.bounded else frozenset({"count"})
 
 
 class Budget(_Frozen):

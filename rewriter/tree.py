@@ -8,10 +8,28 @@ AGGREGATES: dict[type[exp.Expression], str] = {
     exp.Count: "count", exp.Sum: "sum", exp.Avg: "avg",
     exp.Variance: "var_samp", exp.VariancePop: "var_pop",
     exp.Stddev: "stddev_samp", exp.StddevSamp: "stddev_samp", exp.StddevPop: "stddev_pop",
+    exp.Median: "quantile", exp.PercentileCont: "quantile", exp.PercentileDisc: "quantile",
 }  # fmt: skip
 # The policy's aggregate names: one permission covers a family.
 PERMISSION = {"count": "count", "sum": "sum", "avg": "avg", "var_samp": "var", "var_pop": "var",
-              "stddev_samp": "stddev", "stddev_pop": "stddev"}  # fmt: skip
+              "stddev_samp": "stddev", "stddev_pop": "stddev", "quantile": "quantile"}  # fmt: skip
+
+
+def quantile_parts(node: exp.Expression) -> tuple[float, exp.Expression] | None:
+    """(p, argument) of MEDIAN(x) or PERCENTILE_CONT/DISC(p) WITHIN GROUP (ORDER BY x), else None."""
+    if isinstance(node, exp.Median):
+        return 0.5, node.this
+    if isinstance(node, exp.WithinGroup) and isinstance(node.this, (exp.PercentileCont, exp.PercentileDisc)):
+        fraction = node.this.this
+        order = node.expression
+        if not (isinstance(fraction, exp.Literal) and not fraction.is_string) or not isinstance(
+            order, exp.Order
+        ):
+            return None
+        if len(order.expressions) != 1:
+            return None
+        return float(fraction.this), order.expressions[0].this
+    return None
 
 
 def from_table(tree: exp.Select) -> exp.Table:
@@ -26,6 +44,8 @@ def dataset_name(tree: exp.Select) -> str:
 
 
 def aggregate_name(node: exp.Expression) -> str | None:
+    if isinstance(node, exp.WithinGroup):
+        return "quantile" if quantile_parts(node) is not None else None
     return AGGREGATES.get(type(node))
 
 

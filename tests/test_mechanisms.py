@@ -111,3 +111,41 @@ def test_variance_interval_covers_at_least_its_level(sample: bool) -> None:
         ci = intervals.variance(q, q_mech, s, s_mech, c, c_mech, radius, sample, 0.95)
         covered += ci.low <= truth <= ci.high
     assert covered / draws >= 0.95 - 0.02  # conservative by construction; 0.02 is 4 standard errors
+
+
+@pytest.mark.parametrize(("terms", "scale", "discrete"), [(1, 2.0, True), (16, 2.86, True), (64, 1.5, False)])
+def test_sum_of_noises_bound_holds(terms: int, scale: float, discrete: bool) -> None:
+    alpha = 0.05
+    t = intervals.sum_of_noises_bound(terms, scale, discrete, alpha)
+    draws = 3000
+    noise = Laplace(scale, discrete).release([0.0] * (terms * draws))
+    sums = [sum(noise[i * terms : (i + 1) * terms]) for i in range(draws)]
+    assert sum(1 for s in sums if abs(s) > t) / draws <= alpha + 0.015  # a Chernoff bound: conservative
+
+
+def test_quantile_interval_covers_the_true_median() -> None:
+    from privacy.release import _release_quantile
+    from rewriter.plan import Aggregate, Measure
+    from rewriter.rules.clip_values import QUANTILE_BINS, quantile_edges
+
+    lower, upper = 18.0, 70.0
+    ages = [18 + (i * 37) % 53 for i in range(900)]
+    truth = statistics.median(ages)
+    edges = quantile_edges(lower, upper)
+    counts = [
+        sum(1 for a in ages if edges[j] <= a < edges[j + 1] or (j == QUANTILE_BINS - 1 and a == upper))
+        for j in range(QUANTILE_BINS)
+    ]
+    measures = tuple(Measure(f"b{j}", 1.0, 0.5, True, vector="m") for j in range(QUANTILE_BINS))
+    aggregate = Aggregate("m", "quantile", measures, "float8", lower, upper, 0.5)
+    mechanism = Laplace(2.0, discrete=True)
+    draws, covered, errors = 300, 0, []
+    for _ in range(draws):
+        noisy = {m.engine_column: (mechanism.release([c])[0]) for m, c in zip(measures, counts, strict=True)}
+        ((value, low, high),) = _release_quantile(
+            aggregate, lambda name, noisy=noisy: ([noisy[name]], mechanism), 0.95
+        )
+        covered += low <= truth <= high
+        errors.append(abs(value - truth))
+    assert covered / draws >= 0.95 - 0.04  # 4 standard errors at n = 300; conservative by construction
+    assert statistics.median(errors) < (upper - lower) / QUANTILE_BINS * 2  # within about two bins

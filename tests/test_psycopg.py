@@ -405,3 +405,30 @@ def test_histograms_and_filter_narrowed_groups(proxy: ProxyProcess) -> None:
             "SELECT department, COUNT(*) FROM employees WHERE department IN ('Sales', 'Legal') GROUP BY 1"
         ).fetchall()
         assert sorted(r[0] for r in narrowed) == ["Legal", "Sales"]  # only the groups the query asks about
+
+
+def test_median_and_percentiles(proxy: ProxyProcess, data_file) -> None:  # type: ignore[no-untyped-def]
+    import duckdb
+
+    with duckdb.connect() as con:
+        (truth,) = con.execute(
+            "SELECT median(salary) FROM read_parquet(?) WHERE department = 'Sales'", [str(data_file)]
+        ).fetchone()
+    with connect(proxy) as conn:
+        conn.execute("SET dp.epsilon = 1")
+        cur = conn.execute(
+            "SELECT MEDIAN(salary), PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY age) AS p90 FROM employees "
+            "WHERE department = 'Sales'"
+        )
+        assert [d.name for d in cur.description or []][:4] == [
+            "median",
+            "median_ci_low",
+            "median_ci_high",
+            "p90",
+        ]
+        median, low, high, p90, p90_low, p90_high, suppressed = cur.fetchone()
+        assert low <= median <= high and p90_low <= p90 <= p90_high and not suppressed
+        assert abs(median - truth) < 0.05 * truth
+        conn.execute("SET dp.mechanism = gaussian")
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute("SELECT MEDIAN(salary) FROM employees")

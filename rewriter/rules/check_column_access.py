@@ -16,7 +16,7 @@ from pgerrors import AccessDenied, FeatureNotAllowed
 from rewriter.context import RewriteContext
 from rewriter.group_keys import group_keys, key_of
 from rewriter.policy import Dataset
-from rewriter.tree import AGGREGATES, PERMISSION, aggregate_name, dataset_name
+from rewriter.tree import AGGREGATES, PERMISSION, aggregate_name, dataset_name, quantile_parts
 
 
 def check_column_access(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
@@ -64,10 +64,16 @@ def _check_select_item(item: exp.Expression, grouped: set[str], dataset: Dataset
     function = aggregate_name(value)
     if function is None:
         raise FeatureNotAllowed(
-            "only group-by columns and COUNT, SUM, AVG, VARIANCE, STDDEV may appear in the select list",
+            "only group-by columns and COUNT, SUM, AVG, VARIANCE, STDDEV, MEDIAN, PERCENTILE_CONT/DISC "
+            "may appear in the select list",
             hint="Compute expressions over released values in your client.",
         )
     argument = value.this
+    parts = quantile_parts(value)
+    if parts is not None:
+        fraction, argument = parts
+        if not 0 <= fraction <= 1:
+            raise FeatureNotAllowed("a percentile must be between 0 and 1", hint="PERCENTILE_CONT(0.9) ...")
     if isinstance(argument, exp.Star):
         return
     if isinstance(argument, exp.Distinct):

@@ -22,9 +22,15 @@ from rewriter.context import RewriteContext
 from rewriter.group_keys import KeySpec, group_keys, key_of
 from rewriter.plan import POLICY_TO_PG, PgType
 from rewriter.policy import Column, Dataset
-from rewriter.tree import aggregate_name, dataset_name, parameter_index, parameters
+from rewriter.tree import aggregate_name, dataset_name, parameter_index, parameters, quantile_parts
 
 THRESHOLD_MEASURE = "__rows"
+QUANTILE_BINS = 64  # quantiles come from a noisy histogram with this many equal bins over the bounds
+
+
+def quantile_edges(lower: float, upper: float) -> list[float]:
+    return [lower + (upper - lower) * j / QUANTILE_BINS for j in range(QUANTILE_BINS + 1)]
+
 
 DUCKDB_TYPES: dict[str, str] = {
     "int8": "BIGINT", "int4": "INTEGER", "float8": "DOUBLE", "numeric": "DOUBLE", "text": "VARCHAR",
@@ -200,6 +206,28 @@ def _measure(
     function = aggregate_name(value)
     assert function is not None
     argument = value.this
+    parts = quantile_parts(value)
+    if parts is not None:  # a noisy histogram of the clipped values over the declared bounds
+        fraction, argument = parts
+        column = dataset.columns[argument.name]
+        assert column.lower is not None and column.upper is not None
+        clipped = _clipped(argument.name, column)
+        edges = quantile_edges(column.lower, column.upper)
+        names = tuple(f"__m{index}b{j}" for j in range(QUANTILE_BINS))
+        bins = []
+        for j, name_j in enumerate(names):
+            inside = exp.and_(
+                exp.GTE(this=clipped.copy(), expression=_num(edges[j])),
+                exp.LTE(this=clipped.copy(), expression=_num(edges[j + 1]))
+                if j == QUANTILE_BINS - 1
+                else exp.LT(this=clipped.copy(), expression=_num(edges[j + 1])),
+            )
+            bins.append(
+                exp.alias_(
+                    exp.Count(this=exp.Case(ifs=[exp.If(this=inside, true=exp.Literal.number(1))])), name_j
+                )
+            )
+        return MeasuredAggregate(name, f"quantile:{fraction!r}", column, names), bins
     if isinstance(argument, exp.Star):
         return MeasuredAggregate(name, "count", None, (f"__m{index}",)), [
             exp.alias_(exp.Count(this=exp.Star()), f"__m{index}")

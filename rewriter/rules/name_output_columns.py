@@ -14,7 +14,7 @@ from rewriter.tree import aggregate_name
 # PostgreSQL names these columns after the function as written (sqlglot folds VAR_SAMP into VARIANCE).
 _OUTPUT_NAMES = {
     exp.Variance: "variance", exp.Stddev: "stddev", exp.WidthBucket: "width_bucket",
-    exp.TimestampTrunc: "date_trunc", exp.DateTrunc: "date_trunc",
+    exp.TimestampTrunc: "date_trunc", exp.DateTrunc: "date_trunc", exp.Median: "median",
 }  # fmt: skip
 
 
@@ -24,7 +24,9 @@ def name_output_columns(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
         if isinstance(item, exp.Alias):
             named.append(item)
             continue
-        name = _OUTPUT_NAMES.get(type(item)) or aggregate_name(item)
+        name = _OUTPUT_NAMES.get(type(item)) or (
+            item.this.sql_name().lower() if isinstance(item, exp.WithinGroup) else aggregate_name(item)
+        )
         name = name or (item.name if isinstance(item, exp.Column) else "?column?")
         named.append(exp.alias_(item, exp.to_identifier(name, quoted=True)))
     tree.set("expressions", named)

@@ -185,8 +185,11 @@ def _choose_mechanism(
         )
     measures = [threshold, *(m for a in aggregates for m in a.measures)]
     if kind != "gaussian":
-        events = tuple(NoiseEvent("laplace", m.scale / m.sensitivity) for m in measures)
+        vectors = {m.vector or m.engine_column: m for m in measures}  # a histogram is one release
+        events = tuple(NoiseEvent("laplace", m.scale / m.sensitivity) for m in vectors.values())
         return threshold, aggregates, 0.0, events if dataset.budget.delta is not None else ()
+    if any(a.function == "quantile" for a in aggregates):
+        raise FeatureNotAllowed("quantiles use Laplace noise", hint="SET dp.mechanism = laplace")
     delta = ctx.delta if ctx.delta is not None else dataset.query.default_delta
     if dataset.budget.delta is not None and delta > dataset.budget.delta:
         raise InvalidParameterValue(
@@ -243,6 +246,10 @@ def _noised(aggregate: MeasuredAggregate, share: Fraction, k: int, m: int) -> Ag
         return Aggregate(
             aggregate.name, "sum", (Measure(measure, sensitivity, epsilon, False),), "float8", lower, upper
         )
+    if aggregate.function.startswith("quantile:"):  # one histogram: a row lands in exactly one bin
+        fraction = float(aggregate.function.split(":", 1)[1])
+        bins = tuple(Measure(b, rows, epsilon, True, vector=aggregate.name) for b in aggregate.measures)
+        return Aggregate(aggregate.name, "quantile", bins, "float8", lower, upper, fraction)
     if aggregate.function.startswith(("var", "stddev")):
         squares, centred_sum, count = aggregate.measures
         radius = (upper - lower) / 2

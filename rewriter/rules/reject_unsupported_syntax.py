@@ -19,6 +19,7 @@ ALLOWED_NODES: frozenset[type[exp.Expression]] = frozenset({
     exp.Group, exp.Having, exp.Order, exp.Ordered, exp.Limit, exp.Alias,
     exp.Count, exp.Sum, exp.Avg, exp.Star,
     exp.Variance, exp.VariancePop, exp.Stddev, exp.StddevSamp, exp.StddevPop,
+    exp.Median, exp.WithinGroup, exp.PercentileCont, exp.PercentileDisc,
     exp.Literal, exp.Boolean, exp.Null, exp.Parameter,
     exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.And, exp.Or, exp.Not, exp.Paren,
     exp.In, exp.Between, exp.Is, exp.Like, exp.ILike,
