@@ -20,6 +20,7 @@ class KeySpec:
     column: str
     unit: str | None  # a date_trunc unit, or None for a column with group_by_values
     bins: tuple[float, float, int] | None = None  # width_bucket(column, low, high, count)
+    labels: tuple[str | float, ...] | None = None  # CASE WHEN ... THEN 'label' ... END: the labels
 
     @property
     def key(self) -> str:
@@ -29,6 +30,8 @@ class KeySpec:
         self, dataset: Dataset, limit: int, where: exp.Expression | None = None
     ) -> tuple[str | int | bool | dt.datetime, ...]:
         """The public groups; time buckets are narrowed to literal bounds the query itself states."""
+        if self.labels is not None:
+            return self.labels
         spec = dataset.columns[self.column]
         if self.bins is not None:  # PostgreSQL's width_bucket: 0 below, count + 1 at or above high
             return tuple(range(0, self.bins[2] + 2))
@@ -78,6 +81,8 @@ def _key(item: exp.Expression, dataset: Dataset, name: str) -> KeySpec:
         return KeySpec(item, item.this.name, unit)
     if isinstance(item, exp.WidthBucket) and isinstance(item.this, exp.Column) and item.this.table:
         return KeySpec(item, item.this.name, None, _bins(item, dataset, name))
+    if isinstance(item, exp.Case) and item.this is None:
+        return KeySpec(item, "", None, None, _labels(item, dataset))
     raise FeatureNotAllowed(
         "GROUP BY accepts public columns, date_trunc(unit, column) and width_bucket(column, low, high, n)",
         hint="For example: GROUP BY department, or GROUP BY date_trunc('month', hire_date)",
@@ -194,3 +199,33 @@ def literal_values(where: exp.Expression, column: str) -> set[str] | None:
         stated = {v.this for v in values}
         allowed = stated if allowed is None else allowed & stated
     return allowed
+
+
+def _labels(case: exp.Case, dataset: Dataset) -> tuple[str | float, ...]:
+    """CASE WHEN <filter> THEN <literal> ... [ELSE <literal>] END: conditions follow the WHERE grammar
+    (so they cannot fail on data) and the labels, written in the query, are the public groups."""
+    from rewriter.rules.restrict_filters import check_condition
+
+    types = {name: spec.type for name, spec in dataset.columns.items()}
+    labels: list[str | float] = []
+    for branch in case.args.get("ifs") or []:
+        check_condition(branch.this, types)
+        labels.append(_label(branch.args.get("true")))
+    default = case.args.get("default")
+    if default is not None:
+        labels.append(_label(default))
+    if not labels:
+        raise FeatureNotAllowed("a CASE in GROUP BY needs at least one WHEN ... THEN")
+    if len({type(label) for label in labels}) > 1:
+        raise FeatureNotAllowed("CASE labels in GROUP BY must all be text or all be numbers")
+    return tuple(dict.fromkeys(labels))  # each label once, in the order written
+
+
+def _label(node: exp.Expression | None) -> str | float:
+    if isinstance(node, exp.Literal):
+        return node.this if node.is_string else float(node.this)
+    raise FeatureNotAllowed(
+        "CASE in GROUP BY must produce literal labels",
+        hint="For example: GROUP BY CASE WHEN age < 30 THEN 'young' WHEN age < 50 THEN 'middle' "
+        "ELSE 'senior' END",
+    )

@@ -432,3 +432,16 @@ def test_median_and_percentiles(proxy: ProxyProcess, data_file) -> None:  # type
         conn.execute("SET dp.mechanism = gaussian")
         with pytest.raises(errors.FeatureNotSupported):
             conn.execute("SELECT MEDIAN(salary) FROM employees")
+
+
+def test_case_buckets(proxy: ProxyProcess) -> None:
+    with connect(proxy) as conn:
+        conn.execute("SET dp.epsilon = 2")
+        rows = conn.execute(
+            "SELECT CASE WHEN age < 30 THEN 'young' WHEN age < 50 THEN 'middle' ELSE 'senior' END AS band, "
+            "COUNT(*) FROM employees GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        assert [r[0] for r in rows] == ["middle", "senior", "young"]
+        assert abs(sum(r[1] for r in rows) - 14753) < 30
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute("SELECT CASE WHEN age < 30 THEN department END, COUNT(*) FROM employees GROUP BY 1")

@@ -87,11 +87,16 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
         outputs.append((item.alias, "aggregate", index))
 
     parameter_types = _parameter_types(tree, dataset, ctx)
-    engine_keys = [_engine_key(key) for key in keys]
+    engine_keys = [_engine_key(key, parameter_types, dataset) for key in keys]
     conditions = (
         [_engine_where(tree.args["where"].this, parameter_types, dataset)] if tree.args.get("where") else []
     )
-    conditions += [_in_domain(key, dataset.columns[key.column]) for key in keys]
+    conditions += [
+        exp.Not(this=exp.Is(this=engine_key.copy(), expression=exp.Null()))
+        if key.labels is not None
+        else _in_domain(key, dataset.columns[key.column])
+        for key, engine_key in zip(keys, engine_keys, strict=True)
+    ]
     if dataset.one_row_per_unit:
         engine = exp.select(
             *(exp.alias_(k.copy(), f"__k{i}") for i, k in enumerate(engine_keys)), *measures, copy=False
@@ -163,7 +168,16 @@ def _bounded(
     return parsed
 
 
-def _engine_key(key: KeySpec) -> exp.Expression:
+def _engine_key(key: KeySpec, parameter_types: tuple[PgType, ...], dataset: Dataset) -> exp.Expression:
+    if key.labels is not None:  # CASE: each WHEN regenerated like WHERE (values TRY_CAST)
+        case = key.expression
+        assert isinstance(case, exp.Case)
+        ifs = [
+            exp.If(this=_engine_where(branch.this, parameter_types, dataset), true=branch.args["true"].copy())
+            for branch in case.args.get("ifs") or []
+        ]
+        default = case.args.get("default")
+        return exp.Case(ifs=ifs, default=default.copy() if default is not None else None)
     if key.bins is not None:  # width_bucket, which DuckDB lacks, as PostgreSQL defines it
         low, high, count = key.bins
         sql = (

@@ -24,7 +24,7 @@ from pgerrors import FeatureNotAllowed, InvalidParameterValue
 from privacy.accounting import NoiseEvent, gaussian_multiplier
 from privacy.mechanisms import mechanism
 from rewriter.context import RewriteContext
-from rewriter.group_keys import key_of
+from rewriter.group_keys import KeySpec, key_of
 from rewriter.having import Condition, compile_having
 from rewriter.plan import (
     POLICY_TO_PG,
@@ -32,6 +32,7 @@ from rewriter.plan import (
     GroupKey,
     Measure,
     OutputColumn,
+    PgType,
     Plan,
     SortKey,
 )
@@ -72,11 +73,7 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
         GroupKey(
             position,
             key.column,
-            "timestamp"
-            if key.unit is not None
-            else "int4"
-            if key.bins is not None
-            else POLICY_TO_PG[dataset.columns[key.column].type],
+            _key_type(key, dataset, domain),
             domain,
         )
         for (key, position), domain in zip(query.keys, domains, strict=True)
@@ -161,6 +158,16 @@ def plan_for_width(query: ClippedQuery, ctx: RewriteContext, width: float) -> Pl
             float(f"{high * 1.001:.3g}") + 10 ** (math.floor(math.log10(high)) - 2), limits.max_epsilon
         )
     return plan_at(max(chosen, limits.min_epsilon))
+
+
+def _key_type(key: KeySpec, dataset: Dataset, domain: tuple) -> PgType:  # type: ignore[type-arg]
+    if key.unit is not None:
+        return "timestamp"
+    if key.bins is not None:
+        return "int4"
+    if key.labels is not None:
+        return "text" if domain and isinstance(domain[0], str) else "float8"
+    return POLICY_TO_PG[dataset.columns[key.column].type]
 
 
 def _choose_mechanism(

@@ -24,7 +24,7 @@ ALLOWED_NODES: frozenset[type[exp.Expression]] = frozenset({
     exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.And, exp.Or, exp.Not, exp.Paren,
     exp.In, exp.Between, exp.Is, exp.Like, exp.ILike,
     exp.Cast, exp.DataType, exp.Neg, exp.Add, exp.Sub, exp.Mul, exp.Div,
-    exp.TimestampTrunc, exp.DateTrunc, exp.Var, exp.WidthBucket,
+    exp.TimestampTrunc, exp.DateTrunc, exp.Var, exp.WidthBucket, exp.Case, exp.If,
 })  # fmt: skip
 
 ALLOWED_SELECT_ARGS = frozenset(

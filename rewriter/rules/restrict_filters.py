@@ -49,6 +49,11 @@ KNOWN_ARGS: dict[type[exp.Expression], frozenset[str]] = {
 }
 
 
+def check_condition(node: exp.Expression, types: dict[str, str]) -> None:
+    """Refuse `node` unless it follows the filter grammar above (also used for CASE in GROUP BY)."""
+    _condition(node, types)
+
+
 def _condition(node: exp.Expression, types: dict[str, str]) -> None:
     known = KNOWN_ARGS.get(type(node))
     if known is not None:
