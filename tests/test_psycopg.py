@@ -445,3 +445,25 @@ def test_case_buckets(proxy: ProxyProcess) -> None:
         assert abs(sum(r[1] for r in rows) - 14753) < 30
         with pytest.raises(errors.FeatureNotSupported):
             conn.execute("SELECT CASE WHEN age < 30 THEN department END, COUNT(*) FROM employees GROUP BY 1")
+
+
+def test_people_counts_on_a_multi_row_dataset(proxy: ProxyProcess, data_file) -> None:  # type: ignore[no-untyped-def]
+    import duckdb
+
+    with duckdb.connect() as con:
+        truth = dict(
+            con.execute(
+                "SELECT channel, COUNT(DISTINCT user_id) FROM read_parquet(?) GROUP BY 1",
+                [str(data_file.parent / "visits.parquet")],
+            ).fetchall()
+        )
+    with connect(proxy) as conn:
+        conn.execute("SET dp.epsilon = 2")
+        rows = conn.execute(
+            "SELECT channel, COUNT(DISTINCT user_id) AS people, COUNT(*) AS visits FROM visits GROUP BY channel"
+        ).fetchall()
+    for channel, people, low, high, visits, _, _, suppressed in rows:
+        assert not suppressed and low <= people <= high
+        # each person counts in at most 2 channels: people in their other channels are dropped
+        assert people <= truth[channel] + 3 * (high - low)
+        assert visits <= 5 * truth[channel] + 3 * (high - low)  # at most 5 visits per person per channel
