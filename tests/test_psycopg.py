@@ -447,7 +447,9 @@ def test_case_buckets(proxy: ProxyProcess) -> None:
             conn.execute("SELECT CASE WHEN age < 30 THEN department END, COUNT(*) FROM employees GROUP BY 1")
 
 
-def test_people_counts_on_a_multi_row_dataset(proxy: ProxyProcess, data_file) -> None:  # type: ignore[no-untyped-def]
+def test_people_counts_on_a_multi_row_dataset(  # type: ignore[no-untyped-def]
+    proxy: ProxyProcess, data_file
+) -> None:
     import duckdb
 
     with duckdb.connect() as con:
