@@ -462,7 +462,8 @@ def test_people_counts_on_a_multi_row_dataset(  # type: ignore[no-untyped-def]
     with connect(proxy) as conn:
         conn.execute("SET dp.epsilon = 2")
         rows = conn.execute(
-            "SELECT channel, COUNT(DISTINCT user_id) AS people, COUNT(*) AS visits FROM visits GROUP BY channel"
+            "SELECT channel, COUNT(DISTINCT user_id) AS people, COUNT(*) AS visits FROM visits "
+            "GROUP BY channel"
         ).fetchall()
     for channel, people, low, high, visits, _, _, suppressed in rows:
         assert not suppressed and low <= people <= high
