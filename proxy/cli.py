@@ -38,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--role", default="analyst", choices=["analyst", "admin", "auditor"])
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
 
+    verify = commands.add_parser(
+        "verify", help="check the audit log's hash chain for changed or removed rows"
+    )
+    verify.add_argument("--ledger", default="var/ledger.sqlite")
+
     hashing = commands.add_parser("hash-password", help="print a SCRAM-SHA-256 verifier for a policy file")
     hashing.add_argument("--password", help="read from the terminal when omitted")
 
@@ -82,6 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
+    if args.command == "verify":
+        from privacy.audit import verify as verify_log
+
+        result = verify_log(args.ledger)
+        for problem in result.problems:
+            print(problem)
+        print(f"audit log {'intact' if result.ok else 'TAMPERED'}: {result.rows} rows checked")
+        return 0 if result.ok else 1
     if args.command == "make-cert":
         from proxy.tls import make_self_signed
 

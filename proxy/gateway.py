@@ -22,6 +22,7 @@ from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed, InFailedTransaction, NoActiveTransaction, PgError
 from privacy.answers import Answer, answer_key
+from privacy.audit import AuditLog
 from privacy.budget import PureDP
 from privacy.explain import explain
 from privacy.ledger import Ledger
@@ -70,8 +71,14 @@ class Description:
 
 class Gateway:
     def __init__(
-        self, policy: Policy, engine: DuckDBEngine, ledger: Ledger, max_statement_seconds: float = 300.0
+        self,
+        policy: Policy,
+        engine: DuckDBEngine,
+        ledger: Ledger,
+        max_statement_seconds: float = 300.0,
+        audit: AuditLog | None = None,
     ) -> None:
+        self.audit = audit
         self.policy = policy
         self.max_statement_seconds = max_statement_seconds
         self.engine = engine
@@ -148,7 +155,13 @@ class Gateway:
         if kind is Kind.EXPLAIN:
             return await self._explain(statement, state, params, declared)
         if kind is Kind.AGGREGATE:
-            return await self._aggregate(statement, state, params, declared)
+            try:
+                return await self._aggregate(statement, state, params, declared)
+            except PgError as error:
+                await self._audit(
+                    "query refused", state.user, None, sqlstate=error.sqlstate, message=error.message
+                )
+                raise
         if kind is Kind.SET:
             return self._set(statement, state)
         if kind is Kind.SHOW:
@@ -205,6 +218,9 @@ class Gateway:
                     f"{plan.confidence:.0%} intervals shown"
                 )
                 rows = present(plan, Answer.from_json(stored))
+                await self._audit(
+                    "query answered again", state.user, plan.dataset, fingerprint=plan.fingerprint, epsilon=0
+                )
                 return Result(_plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
             now = time.time()
             period, refreshes = dataset.budget.period(now), dataset.budget.refreshes(now)
@@ -240,6 +256,14 @@ class Gateway:
                 self.ledger.keep_answer, key, plan.dataset, state.user, answer.to_json()
             )
         rows = present(plan, Answer.from_json(kept))
+        await self._audit(
+            "query answered",
+            state.user,
+            plan.dataset,
+            fingerprint=plan.fingerprint,
+            epsilon=cost.epsilon,
+            delta=plan.delta,
+        )
         at_delta = f" at δ {dataset.budget.delta:g}" if dataset.budget.delta is not None else ""
         notice = (
             f'ε spent {cost.epsilon:.2f} of {total.epsilon:.2f}{at_delta} on dataset "{plan.dataset}" '
@@ -296,6 +320,10 @@ class Gateway:
             declared_parameter_types=declared,
         )
         return plan_query(statement.tree, ctx)
+
+    async def _audit(self, kind: str, user: str, dataset: str | None, **detail: Any) -> None:
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.record, kind, user, dataset, **detail)
 
     def _limits(self, state: SessionState) -> Limits:
         """The session's statement_timeout, never above the server's maximum; and its disconnect check."""

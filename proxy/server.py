@@ -15,6 +15,7 @@ import ssl
 import struct
 
 from pgerrors import PgError, ProtocolViolation
+from privacy.audit import AuditLog
 from privacy.ledger import Ledger
 from proxy.auth import Verifiers
 from proxy.connection import Connection
@@ -42,7 +43,17 @@ class Server:
         self.verifiers = Verifiers(policy.users)
         ledger = Ledger(settings.ledger)
         engine = DuckDBEngine(policy, bounding_secret=ledger.secret("contribution-bounding"))
-        self.gateway = Gateway(policy, engine, ledger, settings.statement_timeout)
+        audit = AuditLog(settings.ledger)
+        audit.record(
+            "policy loaded",
+            "privacylens",
+            None,
+            policy=settings.policy,
+            version=policy.version,
+            datasets=sorted(policy.datasets),
+            users=sorted(policy.users),
+        )
+        self.gateway = Gateway(policy, engine, ledger, settings.statement_timeout, audit)
         self.sessions: dict[int, tuple[int, SessionState]] = {}
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise ValueError("give both tls_cert and tls_key, or neither")

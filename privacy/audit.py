@@ -1,0 +1,120 @@
+"""The append-only audit log, in the ledger database, as a hash chain.
+
+Every row stores the SHA-256 of its own content and of the previous row (`prev_hash`), and the
+`audit_head` row holds the newest hash, so `verify` detects a modified row, a deleted row (the
+chain breaks) and deleted newest rows (the head no longer matches). Written in the same SQLite
+database and transaction discipline as the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    dataset TEXT,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_head (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    hash TEXT NOT NULL,
+    count INTEGER NOT NULL
+);
+"""
+GENESIS = "0" * 64
+
+
+def _digest(at: float, kind: str, user: str, dataset: str | None, detail: str, prev: str) -> str:
+    payload = json.dumps([repr(at), kind, user, dataset, detail, prev], separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class AuditLog:
+    def __init__(self, path: str | Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def record(self, kind: str, user: str, dataset: str | None = None, **detail: Any) -> None:
+        """Append one event (query answered / refused / re-served, policy loaded, ...)."""
+        text = json.dumps(detail, sort_keys=True, default=str)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                head = self._db.execute("SELECT hash, count FROM audit_head").fetchone()
+                prev, count = (head[0], head[1]) if head else (GENESIS, 0)
+                at = time.time()
+                digest = _digest(at, kind, user, dataset, text, prev)
+                self._db.execute(
+                    "INSERT INTO audit (at, kind, user_name, dataset, detail, prev_hash, hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (at, kind, user, dataset, text, prev, digest),
+                )
+                self._db.execute(
+                    "INSERT INTO audit_head (one, hash, count) VALUES (1, ?, ?) "
+                    "ON CONFLICT (one) DO UPDATE SET hash = excluded.hash, count = excluded.count",
+                    (digest, count + 1),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+@dataclass(frozen=True)
+class Verification:
+    rows: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(path: str | Path) -> Verification:
+    """Walk the chain; report every row whose content, link or position does not check out."""
+    db = sqlite3.connect(path)
+    try:
+        db.executescript(SCHEMA)
+        problems: list[str] = []
+        prev = GENESIS
+        rows = db.execute(
+            "SELECT id, at, kind, user_name, dataset, detail, prev_hash, hash FROM audit ORDER BY id"
+        ).fetchall()
+        for row_id, at, kind, user, dataset, detail, prev_hash, digest in rows:
+            if prev_hash != prev:
+                problems.append(
+                    f"row {row_id}: does not follow the previous row (a row before it was removed)"
+                )
+            if _digest(at, kind, user, dataset, detail, prev_hash) != digest:
+                problems.append(f"row {row_id}: its content was changed")
+            prev = digest
+        head = db.execute("SELECT hash, count FROM audit_head").fetchone()
+        if head is not None and (head[0] != prev or head[1] != len(rows)):
+            problems.append(
+                f"the log ends at row {rows[-1][0] if rows else 0} but {head[1]} rows were written: "
+                "its newest rows were removed or changed"
+            )
+        return Verification(len(rows), problems)
+    finally:
+        db.close()
