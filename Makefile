@@ -19,7 +19,7 @@ demo-data: $(BIN)/privacylens
 run: demo-data
 	$(BIN)/privacylens make-cert --out-dir var/tls
 	$(BIN)/privacylens serve --policy policies/demo.yaml --ledger var/ledger.sqlite --host $(HOST) --port $(PORT) \
-		--tls-cert var/tls/server.crt --tls-key var/tls/server.key
+		--tls-cert var/tls/server.crt --tls-key var/tls/server.key --metrics-port 9188
 
 # Real clients the suite drives: psql, pgJDBC, Go lib/pq (Debian), node-postgres (npm).
 CLIENT_PACKAGES := postgresql-client libpostgresql-jdbc-java golang-go golang-github-lib-pq-dev default-jre-headless nodejs npm

@@ -27,6 +27,7 @@ from privacy.budget import PureDP
 from privacy.explain import explain
 from privacy.ledger import Ledger
 from privacy.release import draw_noise, present
+from proxy import metrics
 from proxy.catalog.engine import CatalogEngine
 from proxy.engine import DuckDBEngine
 from proxy.running import Limits, RunningQuery
@@ -158,6 +159,7 @@ class Gateway:
             try:
                 return await self._aggregate(statement, state, params, declared)
             except PgError as error:
+                metrics.QUERIES.labels(_dataset_of(statement, self.policy), "refused", error.sqlstate).inc()
                 await self._audit(
                     "query refused", state.user, None, sqlstate=error.sqlstate, message=error.message
                 )
@@ -201,7 +203,9 @@ class Gateway:
         params: Sequence[Any],
         declared: tuple[str | None, ...],
     ) -> Result:
+        started = time.perf_counter()
         plan = self._plan(statement, state, declared)
+        metrics.PHASE_SECONDS.labels("plan").observe(time.perf_counter() - started)
         dataset = self.policy.datasets[plan.dataset]
         total = PureDP.total(dataset.budget.epsilon)
         key = answer_key(plan, params, self.policy.version, self.engine.data_version(plan.dataset))
@@ -218,6 +222,7 @@ class Gateway:
                     f"{plan.confidence:.0%} intervals shown"
                 )
                 rows = present(plan, Answer.from_json(stored))
+                metrics.QUERIES.labels(plan.dataset, "answered_again", "00000").inc()
                 await self._audit(
                     "query answered again", state.user, plan.dataset, fingerprint=plan.fingerprint, epsilon=0
                 )
@@ -248,14 +253,24 @@ class Gateway:
                     period,
                     refreshes,
                 )
+            started = time.perf_counter()
             engine_columns, engine_rows = await self.engine.run(
                 plan.engine_sql, params, state.running, self._limits(state)
             )
+            metrics.PHASE_SECONDS.labels("engine").observe(time.perf_counter() - started)
             answer = draw_noise(plan, engine_columns, engine_rows)
             kept = await asyncio.to_thread(
                 self.ledger.keep_answer, key, plan.dataset, state.user, answer.to_json()
             )
+        started = time.perf_counter()
         rows = present(plan, Answer.from_json(kept))
+        metrics.PHASE_SECONDS.labels("noise").observe(time.perf_counter() - started)
+        metrics.QUERIES.labels(plan.dataset, "answered", "00000").inc()
+        metrics.EPSILON_SPENT.labels(plan.dataset).inc(cost.epsilon)
+        metrics.BUDGET_REMAINING.labels(plan.dataset, state.user).set(balance.remaining.epsilon)
+        suppressed = sum(1 for row in rows if row[-1])
+        metrics.GROUPS.labels(plan.dataset, "true").inc(suppressed)
+        metrics.GROUPS.labels(plan.dataset, "false").inc(len(rows) - suppressed)
         await self._audit(
             "query answered",
             state.user,
@@ -442,6 +457,14 @@ def _pg_type(duckdb_type: str) -> str:
     if duckdb_type.startswith("DECIMAL"):
         return "numeric"
     return _DUCKDB_TO_PG.get(duckdb_type, "text")
+
+
+def _dataset_of(statement: Statement, policy: Policy) -> str:
+    """The dataset a refused statement named, for a metrics label: only policy datasets (names written
+    by clients would let anyone create unbounded series), else "-"."""
+    table = statement.tree.find(exp.Table) if statement.tree is not None else None
+    name = table.name.lower() if table is not None else ""
+    return name if name in policy.datasets else "-"
 
 
 def _plan_columns(plan: Plan) -> list[Column]:

@@ -14,9 +14,12 @@ import os
 import ssl
 import struct
 
+from prometheus_client import start_http_server
+
 from pgerrors import PgError, ProtocolViolation
 from privacy.audit import AuditLog
 from privacy.ledger import Ledger
+from proxy import metrics
 from proxy.auth import Verifiers
 from proxy.connection import Connection
 from proxy.engine import DuckDBEngine
@@ -72,7 +75,13 @@ class Server:
             raise ValueError("JWT login needs TLS (tls_cert and tls_key): tokens are never sent in clear")
         self.transport = Transport(context, settings.tls_required, tokens)
 
+    def start_metrics(self) -> None:
+        if self.settings.metrics_port:
+            start_http_server(self.settings.metrics_port, addr=self.settings.host)
+            log.info("metrics on http://%s:%s/metrics", self.settings.host, self.settings.metrics_port)
+
     async def serve_forever(self) -> None:
+        self.start_metrics()
         server = await asyncio.start_server(self.handle, self.settings.host, self.settings.port, limit=2**20)
         addresses = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
         log.info("PrivacyLens listening on %s (policy %s)", addresses, self.settings.policy)
@@ -110,6 +119,7 @@ class Server:
             # A closed client shows as EOF on the reader (asyncio keeps the transport half-open).
             state.disconnected = lambda: reader.at_eof() or writer.transport.is_closing()
             connection = Connection(reader, writer, self.gateway, state)
+            metrics.CONNECTIONS.inc()
             connection.greet(startup.parameters, secret)
             try:
                 await connection.serve()
@@ -122,6 +132,7 @@ class Server:
             log.exception("connection failed")
         finally:
             if pid is not None:
+                metrics.CONNECTIONS.dec()
                 entry = self.sessions.pop(pid, None)
                 if entry is not None:
                     entry[1].running.interrupt()

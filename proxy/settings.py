@@ -34,6 +34,7 @@ SETTINGS = (
     Setting("jwt_audience", "privacylens", "Required `aud` claim of accepted tokens."),
     Setting("jwt_issuer", "", "Required `iss` claim of accepted tokens (JWT login needs it)."),
     Setting("jwt_role_claim", "role", "Claim holding the role of users who are not listed in the policy."),
+    Setting("metrics_port", "0", "Port of the Prometheus /metrics endpoint on `host` (0: off)."),
     Setting("auth_timeout", "30", "Seconds a client has to finish start-up and authentication."),
     Setting(
         "statement_timeout",
@@ -60,6 +61,7 @@ class ProxySettings:
     jwt_audience: str
     jwt_issuer: str
     jwt_role_claim: str
+    metrics_port: int
     auth_timeout: float
     statement_timeout: float
     log_level: str
