@@ -6,7 +6,10 @@ import datetime as dt
 import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import duckdb
 import psycopg
 import pytest
 from psycopg import errors, sql
@@ -18,6 +21,16 @@ GROUPED = "SELECT department, COUNT(*) AS n, AVG(salary) AS avg_salary FROM empl
 
 def connect(proxy: ProxyProcess, **kwargs: object) -> psycopg.Connection:
     return psycopg.connect(proxy.dsn(), autocommit=True, connect_timeout=10, **kwargs)
+
+
+def true_rows(sql: str, parquet: Path) -> list[tuple]:
+    """The exact answer, computed by DuckDB directly on the demo file (for comparing with releases)."""
+    with duckdb.connect() as con:
+        return con.execute(sql, [str(parquet)]).fetchall()
+
+
+def true_value(sql: str, parquet: Path) -> Any:
+    return true_rows(sql, parquet)[0][0]
 
 
 def spent_micro(proxy: ProxyProcess) -> int:
@@ -374,13 +387,9 @@ def test_having_filters_released_values(proxy: ProxyProcess) -> None:
 
 
 def test_variance_and_stddev_over_the_wire(proxy: ProxyProcess, data_file) -> None:  # type: ignore[no-untyped-def]
-    import duckdb
-
-    with duckdb.connect() as con:
-        (truth,) = con.execute(
-            "SELECT stddev_samp(salary) FROM read_parquet(?) WHERE department = 'Engineering'",
-            [str(data_file)],
-        ).fetchone()
+    truth = true_value(
+        "SELECT stddev_samp(salary) FROM read_parquet(?) WHERE department = 'Engineering'", data_file
+    )
     with connect(proxy) as conn:
         conn.execute("SET dp.epsilon = 2")
         cur = conn.execute(
@@ -408,12 +417,7 @@ def test_histograms_and_filter_narrowed_groups(proxy: ProxyProcess) -> None:
 
 
 def test_median_and_percentiles(proxy: ProxyProcess, data_file) -> None:  # type: ignore[no-untyped-def]
-    import duckdb
-
-    with duckdb.connect() as con:
-        (truth,) = con.execute(
-            "SELECT median(salary) FROM read_parquet(?) WHERE department = 'Sales'", [str(data_file)]
-        ).fetchone()
+    truth = true_value("SELECT median(salary) FROM read_parquet(?) WHERE department = 'Sales'", data_file)
     with connect(proxy) as conn:
         conn.execute("SET dp.epsilon = 1")
         cur = conn.execute(
@@ -450,15 +454,12 @@ def test_case_buckets(proxy: ProxyProcess) -> None:
 def test_people_counts_on_a_multi_row_dataset(  # type: ignore[no-untyped-def]
     proxy: ProxyProcess, data_file
 ) -> None:
-    import duckdb
-
-    with duckdb.connect() as con:
-        truth = dict(
-            con.execute(
-                "SELECT channel, COUNT(DISTINCT user_id) FROM read_parquet(?) GROUP BY 1",
-                [str(data_file.parent / "visits.parquet")],
-            ).fetchall()
+    truth = dict(
+        true_rows(
+            "SELECT channel, COUNT(DISTINCT user_id) FROM read_parquet(?) GROUP BY 1",
+            data_file.parent / "visits.parquet",
         )
+    )
     with connect(proxy) as conn:
         conn.execute("SET dp.epsilon = 2")
         rows = conn.execute(
