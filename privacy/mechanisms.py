@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from statistics import NormalDist
 
 import opendp.prelude as dp
 
@@ -37,12 +38,7 @@ class Laplace:
 
     def release(self, values: Sequence[float]) -> list[float]:
         """Add independent noise to each value (one draw per value)."""
-        if not values:
-            return []
-        if self.discrete:
-            noised = _integer_vector_laplace(self.scale)([int(v) for v in values])
-            return [float(v) for v in noised]
-        return list(_float_vector_laplace(self.scale)([float(v) for v in values]))
+        return _release("laplace", self.scale, self.discrete, values)
 
     def tail(self, k: float) -> float:
         """P(|Z| > k) for the noise Z of this mechanism."""
@@ -96,12 +92,8 @@ class Gaussian:
     discrete: bool = False
 
     def release(self, values: Sequence[float]) -> list[float]:
-        if not values:
-            return []
-        if self.discrete:
-            noised = _integer_vector_gaussian(self.scale)([int(v) for v in values])
-            return [float(v) for v in noised]
-        return list(_float_vector_gaussian(self.scale)([float(v) for v in values]))
+        """Add independent noise to each value (one draw per value)."""
+        return _release("gaussian", self.scale, self.discrete, values)
 
     def _discrete_mass(self) -> tuple[int, list[float]]:
         """(radius, normalised P(Z = z) for z in -radius..radius); the mass beyond is below 1e-15."""
@@ -119,7 +111,7 @@ class Gaussian:
 
     def half_width(self, alpha: float) -> float:
         """The smallest k with P(|Z| > k) <= alpha (an integer for discrete noise)."""
-        continuous = self.scale * math.sqrt(2) * _erfc_inverse(alpha)
+        continuous = self.scale * NormalDist().inv_cdf(1 - alpha / 2)
         if not self.discrete:
             return continuous
         k = max(0, math.floor(continuous) - 1)
@@ -145,37 +137,19 @@ def mechanism(kind: str, scale: float, discrete: bool) -> Mechanism:
     return Gaussian(scale, discrete) if kind == "gaussian" else Laplace(scale, discrete)
 
 
-def _erfc_inverse(p: float) -> float:
-    """x with erfc(x) = p, by bisection (p in (0, 1])."""
-    low, high = 0.0, 40.0
-    for _ in range(200):
-        middle = (low + high) / 2
-        if math.erfc(middle) > p:
-            low = middle
-        else:
-            high = middle
-    return high
+def _release(kind: str, scale: float, discrete: bool, values: Sequence[float]) -> list[float]:
+    if not values:
+        return []
+    if discrete:
+        return [float(v) for v in _vector_sampler(kind, scale, True)([int(v) for v in values])]
+    return list(_vector_sampler(kind, scale, False)([float(v) for v in values]))
 
 
-@lru_cache(maxsize=256)
-def _float_vector_gaussian(scale: float):  # type: ignore[no-untyped-def]
-    return dp.m.make_gaussian(
-        dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l2_distance(T=float), scale=scale
-    )
-
-
-@lru_cache(maxsize=256)
-def _integer_vector_gaussian(scale: float):  # type: ignore[no-untyped-def]
-    return dp.m.make_gaussian(dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=int), scale=scale)
-
-
-@lru_cache(maxsize=256)
-def _float_vector_laplace(scale: float):  # type: ignore[no-untyped-def]
-    return dp.m.make_laplace(
-        dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.l1_distance(T=float), scale=scale
-    )
-
-
-@lru_cache(maxsize=256)
-def _integer_vector_laplace(scale: float):  # type: ignore[no-untyped-def]
-    return dp.m.make_laplace(dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int), scale=scale)
+@lru_cache(maxsize=512)
+def _vector_sampler(kind: str, scale: float, discrete: bool):  # type: ignore[no-untyped-def]
+    """OpenDP's Laplace or Gaussian measurement over vectors of integers or floats, per scale."""
+    atom = dp.atom_domain(T=int) if discrete else dp.atom_domain(T=float, nan=False)
+    element = int if discrete else float
+    if kind == "gaussian":
+        return dp.m.make_gaussian(dp.vector_domain(atom), dp.l2_distance(T=element), scale=scale)
+    return dp.m.make_laplace(dp.vector_domain(atom), dp.l1_distance(T=element), scale=scale)

@@ -25,7 +25,7 @@ from privacy.answers import Answer, answer_key
 from privacy.audit import AuditLog
 from privacy.budget import PureDP
 from privacy.explain import explain
-from privacy.ledger import Ledger
+from privacy.ledger import Balance, Ledger
 from privacy.release import draw_noise, present
 from proxy import metrics
 from proxy.catalog.engine import CatalogEngine
@@ -212,9 +212,7 @@ class Gateway:
         async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
             stored = await asyncio.to_thread(self.ledger.find_answer, key)
             if stored is not None:
-                balance = await asyncio.to_thread(
-                    self.ledger.balance, plan.dataset, state.user, total, dataset.budget.period(time.time())
-                )
+                balance = await self._balance(plan, state)
                 notice = (
                     "answered again at no cost: this question was already answered "
                     f'on dataset "{plan.dataset}" '
@@ -302,9 +300,7 @@ class Gateway:
         plan = self._plan(statement.inner, state, declared)
         dataset = self.policy.datasets[plan.dataset]
         total = PureDP.total(dataset.budget.epsilon)
-        balance = await asyncio.to_thread(
-            self.ledger.balance, plan.dataset, state.user, total, dataset.budget.period(time.time())
-        )
+        balance = await self._balance(plan, state)
         key = answer_key(plan, params, self.policy.version, self.engine.data_version(plan.dataset))
         answered = await asyncio.to_thread(self.ledger.find_answer, key) is not None
         lines = explain(plan, dataset, balance.remaining.epsilon, total.epsilon, answered)
@@ -335,6 +331,13 @@ class Gateway:
             declared_parameter_types=declared,
         )
         return plan_query(statement.tree, ctx)
+
+    async def _balance(self, plan: Plan, state: SessionState) -> Balance:
+        """The user's balance on the plan's dataset in the current budget period."""
+        dataset = self.policy.datasets[plan.dataset]
+        total = PureDP.total(dataset.budget.epsilon)
+        period = dataset.budget.period(time.time())
+        return await asyncio.to_thread(self.ledger.balance, plan.dataset, state.user, total, period)
 
     async def _audit(self, kind: str, user: str, dataset: str | None, **detail: Any) -> None:
         if self.audit is not None:
