@@ -39,7 +39,7 @@ class Answer:
     def to_json(self) -> str:
         return json.dumps(
             {
-                name: {"scale": m.scale, "discrete": m.discrete, "values": list(m.values)}
+                name: {"scale": m.scale, "discrete": m.discrete, "values": list(m.values), "kind": m.kind}
                 for name, m in sorted(self.measures.items())
             },
             separators=(",", ":"),
@@ -50,7 +50,12 @@ class Answer:
         raw = json.loads(text)
         return cls(
             {
-                name: NoisyMeasure(float(m["scale"]), bool(m["discrete"]), tuple(map(float, m["values"])))
+                name: NoisyMeasure(
+                    float(m["scale"]),
+                    bool(m["discrete"]),
+                    tuple(map(float, m["values"])),
+                    str(m.get("kind", "laplace")),
+                )
                 for name, m in raw.items()
             }
         )

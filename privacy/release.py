@@ -80,6 +80,13 @@ def present(plan: Plan, answer: Answer) -> list[tuple]:
     return rows[: plan.limit] if plan.limit is not None else rows
 
 
+def released_sizes(plan: Plan, answer: Answer) -> tuple[tuple[float | None, ...], float]:
+    """The noisy size of every public group (None when suppressed) and the sd of its noise."""
+    stored = answer.measures[plan.threshold.engine_column]
+    sizes = tuple(size if size >= plan.min_group_size else None for size in stored.values)
+    return sizes, mechanism(stored.kind, stored.scale, stored.discrete).standard_deviation()
+
+
 def release(plan: Plan, engine_columns: Sequence[str], engine_rows: Sequence[Sequence[Any]]) -> list[tuple]:
     return present(plan, draw_noise(plan, engine_columns, engine_rows))
 

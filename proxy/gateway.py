@@ -12,6 +12,8 @@ never touch the data engine.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -20,13 +22,14 @@ from typing import Any
 
 from sqlglot import exp
 
-from pgerrors import FeatureNotAllowed, InFailedTransaction, NoActiveTransaction, PgError
+from pgerrors import AccessDenied, FeatureNotAllowed, InFailedTransaction, NoActiveTransaction, PgError
 from privacy.answers import Answer, answer_key
 from privacy.audit import AuditLog
 from privacy.budget import PureDP
 from privacy.explain import explain
 from privacy.ledger import Balance, Ledger
-from privacy.release import draw_noise, present
+from privacy.monitor import Monitor, Observation
+from privacy.release import draw_noise, present, released_sizes
 from proxy import metrics
 from proxy.catalog.engine import CatalogEngine
 from proxy.engine import DuckDBEngine
@@ -41,6 +44,7 @@ from rewriter.policy import Policy
 from rewriter.schema_probe import probe_columns
 
 Column = tuple[str, str]  # (name, PostgreSQL type name)
+log = logging.getLogger("privacylens.gateway")
 
 
 @dataclass
@@ -78,8 +82,10 @@ class Gateway:
         ledger: Ledger,
         max_statement_seconds: float = 300.0,
         audit: AuditLog | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.audit = audit
+        self.monitor = monitor if monitor is not None else Monitor(ledger.path)
         self.policy = policy
         self.max_statement_seconds = max_statement_seconds
         self.engine = engine
@@ -160,9 +166,10 @@ class Gateway:
                 return await self._aggregate(statement, state, params, declared)
             except PgError as error:
                 metrics.QUERIES.labels(_dataset_of(statement, self.policy), "refused", error.sqlstate).inc()
-                await self._audit(
-                    "query refused", state.user, None, sqlstate=error.sqlstate, message=error.message
-                )
+                if not getattr(error, "audited", False):
+                    await self._audit(
+                        "query refused", state.user, None, sqlstate=error.sqlstate, message=error.message
+                    )
                 raise
         if kind is Kind.SET:
             return self._set(statement, state)
@@ -207,6 +214,7 @@ class Gateway:
         plan = self._plan(statement, state, declared)
         metrics.PHASE_SECONDS.labels("plan").observe(time.perf_counter() - started)
         dataset = self.policy.datasets[plan.dataset]
+        await self._apply_holds(plan, state)
         total = PureDP.total(dataset.budget.epsilon)
         key = answer_key(plan, params, self.policy.version, self.engine.data_version(plan.dataset))
         async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
@@ -220,7 +228,9 @@ class Gateway:
                     f"{plan.confidence:.0%} intervals shown"
                 )
                 rows = present(plan, Answer.from_json(stored))
+                await self._observe(plan, state, statement, params, Answer.from_json(stored), rows, 0.0)
                 metrics.QUERIES.labels(plan.dataset, "answered_again", "00000").inc()
+                metrics.CACHE.labels(plan.dataset, "true").inc()
                 await self._audit(
                     "query answered again", state.user, plan.dataset, fingerprint=plan.fingerprint, epsilon=0
                 )
@@ -263,7 +273,25 @@ class Gateway:
         started = time.perf_counter()
         rows = present(plan, Answer.from_json(kept))
         metrics.PHASE_SECONDS.labels("noise").observe(time.perf_counter() - started)
+        observation = await self._observe(
+            plan, state, statement, params, Answer.from_json(kept), rows, cost.epsilon
+        )
+        if observation.withheld_by is not None:
+            alert = observation.withheld_by
+            await self._audit(
+                "answer withheld", state.user, plan.dataset, fingerprint=plan.fingerprint,
+                epsilon=cost.epsilon, delta=plan.delta, alert=alert.id,
+            )  # fmt: skip
+            error = AccessDenied(
+                f"this answer is withheld: it completes a suspected {alert.kind} attack on dataset "
+                f'"{plan.dataset}" (alert {alert.id}); its ε {cost.epsilon:.2f} is spent',
+                hint="Your queries on this dataset are refused until an admin clears the alert; "
+                "auditors can review it in privacylens.alerts and privacylens.attack_replay.",
+            )
+            error.audited = True  # type: ignore[attr-defined]
+            raise error
         metrics.QUERIES.labels(plan.dataset, "answered", "00000").inc()
+        metrics.CACHE.labels(plan.dataset, "false").inc()
         metrics.EPSILON_SPENT.labels(plan.dataset).inc(cost.epsilon)
         metrics.BUDGET_REMAINING.labels(plan.dataset, state.user).set(balance.remaining.epsilon)
         suppressed = sum(1 for row in rows if row[-1])
@@ -283,6 +311,58 @@ class Gateway:
             f"({balance.remaining.epsilon:.2f} left); {plan.confidence:.0%} intervals shown"
         )
         return Result(_plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
+
+    async def _apply_holds(self, plan: Plan, state: SessionState) -> None:
+        """Refuse or slow down the queries of accounts an attack alert holds (privacy.monitor)."""
+        holds = await asyncio.to_thread(self.monitor.holds, plan.dataset, state.user)
+        if not holds:
+            return
+        alert = holds[0]
+        if alert.action == "refuse":
+            until = dt.datetime.fromtimestamp(alert.until, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            raise AccessDenied(
+                f'your queries on dataset "{plan.dataset}" are refused after a suspected '
+                f"{alert.kind} attack (alert {alert.id})",
+                hint=f"The refusal lifts at {until}, or sooner if an admin clears alert {alert.id}.",
+            )
+        await asyncio.sleep(self.policy.datasets[plan.dataset].detectors.throttle_seconds)
+
+    async def _observe(
+        self,
+        plan: Plan,
+        state: SessionState,
+        statement: Statement,
+        params: Sequence[Any],
+        answer: Answer,
+        rows: list[tuple],
+        epsilon: float,
+    ) -> Observation:
+        """Record a release and run the attack detectors; alerts are audited and counted."""
+        sizes, size_sd = released_sizes(plan, answer)
+        assert statement.tree is not None
+        observation = await asyncio.to_thread(
+            self.monitor.observe,
+            plan.dataset,
+            state.user,
+            statement.tree.sql(dialect="postgres"),
+            params,
+            epsilon,
+            epsilon > 0,
+            plan.question.render(params),
+            sizes,
+            size_sd,
+            rows,
+            self.policy.datasets[plan.dataset].detectors,
+        )
+        for alert, finding in observation.alerts:
+            metrics.ALERTS.labels(plan.dataset, alert.kind).inc()
+            log.warning("attack alert %s (%s, %s): %s", alert.id, alert.kind, alert.action, alert.summary)
+            await self._audit(
+                "attack alert", "privacylens", plan.dataset, alert=alert.id, heuristic=alert.kind,
+                action=alert.action, users=list(finding.users), queries=list(finding.queries),
+                summary=alert.summary,
+            )  # fmt: skip
+        return observation
 
     async def _explain(
         self,

@@ -27,3 +27,11 @@ PHASE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CONNECTIONS = Gauge("privacylens_connections", "Open client connections.")
+ALERTS = Counter(
+    "privacylens_alerts_total", "Attack alerts raised, by dataset and heuristic.", ["dataset", "kind"]
+)
+CACHE = Counter(
+    "privacylens_answer_cache_total",
+    "DP questions by whether the answer cache served them.",
+    ["dataset", "hit"],
+)

@@ -6,11 +6,14 @@ Then `clip_values` builds the engine query and `plan_noise` decides ε, sensitiv
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed
 from rewriter.context import RewriteContext
 from rewriter.plan import Plan
+from rewriter.question import describe_question
 from rewriter.rules.check_column_access import check_column_access
 from rewriter.rules.clip_values import clip_values
 from rewriter.rules.name_output_columns import name_output_columns
@@ -41,5 +44,7 @@ def plan_query(tree: exp.Expression, ctx: RewriteContext) -> Plan:
         checked = rule(checked, ctx)
     clipped = clip_values(checked, ctx)
     if ctx.target_ci_width is not None:
-        return plan_for_width(clipped, ctx, ctx.target_ci_width)
-    return plan_noise(clipped, ctx)
+        plan = plan_for_width(clipped, ctx, ctx.target_ci_width)
+    else:
+        plan = plan_noise(clipped, ctx)
+    return replace(plan, question=describe_question(checked, ctx.dataset(plan.dataset)))

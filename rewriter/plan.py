@@ -105,3 +105,4 @@ class Plan:
     having: Any = None  # rewriter.having.Condition over output columns, evaluated after noise
     delta: float = 0.0  # the query's δ (0 for pure ε)
     events: tuple[Any, ...] = ()  # privacy.accounting.NoiseEvent per measure, for (ε, δ) datasets
+    question: Any = None  # rewriter.question.Question: what is asked, for the attack detectors

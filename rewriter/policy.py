@@ -142,6 +142,50 @@ class Contribution(_Frozen):
     max_rows_per_group: int = Field(1, ge=1, description="Rows one unit may contribute to one group.")
 
 
+class Detector(_Frozen):
+    action: Literal["flag", "throttle", "refuse"] = Field(
+        "flag",
+        description="flag: record an alert only; throttle: delay the users' further queries on the "
+        "dataset; refuse: withhold the answer that raised the alert and refuse their further queries "
+        "on the dataset (both for `detectors.hold_seconds`).",
+    )
+
+
+class Differencing(Detector):
+    max_units: int = Field(
+        10,
+        ge=1,
+        description="Two answered questions whose filters differ by one condition are a differencing "
+        "pair when, in a group released by both, the released group sizes differ by at most this many "
+        "units (plus two standard deviations of their noise).",
+    )
+
+
+class Averaging(Detector):
+    max_repeats: int = Field(
+        5,
+        ge=1,
+        description="More fresh answers than this to the same aggregate of the same question "
+        "(filters normalised, ε ignored) within the window raise an alert.",
+    )
+
+
+class Burst(Detector):
+    max_queries: int = Field(100, ge=1, description="More answered or refused queries than this ...")
+    seconds: float = Field(60.0, gt=0, description="... by one user within this many seconds is a burst.")
+
+
+class Detectors(_Frozen):
+    """Attack heuristics (defence in depth: the budget is the guarantee). See docs/operations.md."""
+
+    window_hours: float = Field(24.0, gt=0, description="How far back differencing and averaging look.")
+    hold_seconds: float = Field(3600.0, gt=0, description="How long a throttle or refusal lasts.")
+    throttle_seconds: float = Field(2.0, gt=0, description="The delay added to each throttled query.")
+    differencing: Differencing = Differencing()
+    averaging: Averaging = Averaging()
+    burst: Burst = Burst()
+
+
 class Dataset(_Frozen):
     source: str = Field(description="Parquet or CSV file, relative to the policy file.")
     description: str = ""
@@ -156,6 +200,7 @@ class Dataset(_Frozen):
     query: QueryLimits = QueryLimits()
     suppression: Suppression = Suppression()
     max_groups: int = Field(1000, ge=1, description="Largest number of groups one query may release.")
+    detectors: Detectors = Detectors()
     columns: dict[str, Column]
 
     @model_validator(mode="after")

@@ -1,0 +1,148 @@
+"""Attack heuristics over the answers already released on a dataset: pure functions, no storage.
+
+They are defence in depth; the budget stays the guarantee. Each works only on what was released
+(noisy group sizes, the normalised question, who asked and when), so running them spends nothing.
+
+- differencing: two answered questions with the same groups and a shared aggregate whose filters
+  differ by exactly one condition, where some group released by both has noisy sizes that differ by
+  at most `max_units` (plus two standard deviations of the two noises): the condition isolates a
+  few units, and subtracting the answers would single them out.
+- averaging: more than `max_repeats` fresh answers to the same aggregate of the same normalised
+  question (rewordings and other ε values included), from one account or several: averaging them
+  would wear the noise down. Re-served answers (the answer cache) do not count: they add nothing.
+- burst: more than `max_queries` fresh answers to one user within `seconds`.
+
+A finding names every query involved, in order, and every account behind them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+from rewriter.policy import Detectors
+from rewriter.question import Question
+
+
+@dataclass(frozen=True)
+class Release:
+    """One answered query as the detectors see it."""
+
+    id: int
+    at: float
+    user: str
+    question: Question
+    sizes: tuple[float | None, ...]  # per public group: the noisy size, None when suppressed
+    size_sd: float  # standard deviation of the noise on one size
+    fresh: bool  # False when re-served from the answer cache
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # "differencing", "averaging" or "burst"
+    queries: tuple[int, ...]  # Release ids, oldest first
+    users: tuple[str, ...]
+    summary: str
+    signature: str  # the same attack found again has the same signature
+
+    @property
+    def across_accounts(self) -> bool:
+        return len(self.users) > 1
+
+
+def find(new: Release, history: Sequence[Release], config: Detectors) -> list[Finding]:
+    """What `new`, taken with the earlier releases on its dataset, looks like. Oldest history first."""
+    if not new.fresh:
+        return []
+    earlier = [
+        r for r in history if r.fresh and r.id != new.id and r.at >= new.at - config.window_hours * 3600
+    ]
+    found = [
+        differencing(new, earlier, config.differencing.max_units),
+        averaging(new, earlier, config.averaging.max_repeats),
+        burst(new, earlier, config.burst.max_queries, config.burst.seconds),
+    ]
+    return [f for f in found if f is not None]
+
+
+def differencing(new: Release, earlier: Sequence[Release], max_units: int) -> Finding | None:
+    mine = set(new.question.conjuncts)
+    for other in reversed(earlier):
+        theirs = set(other.question.conjuncts)
+        if len(mine ^ theirs) != 1 or other.question.groups != new.question.groups:
+            continue
+        if not set(other.question.measures) & set(new.question.measures):
+            continue
+        (condition,) = mine ^ theirs
+        if _columns(condition) <= _plain_group_columns(new.question.groups):
+            continue  # it removes whole groups, which both answers release anyway
+        wide, narrow = (other, new) if len(theirs) < len(mine) else (new, other)
+        sd = math.hypot(wide.size_sd, narrow.size_sd)
+        for a, b in zip(wide.sizes, narrow.sizes, strict=False):
+            if a is None or b is None or a - b > max_units + 2 * sd:
+                continue
+            first, second = sorted((other, new), key=lambda r: r.id)
+            return Finding(
+                "differencing",
+                (first.id, second.id),
+                _users(first, second),
+                f"queries {first.id} and {second.id} differ only by the condition {condition!r}, "
+                f"which leaves out about {max(a - b, 0):.0f} units of a released group "
+                f"(at most {max_units} + noise counts as isolating)",
+                f"differencing:{first.id}:{second.id}",
+            )
+    return None
+
+
+def averaging(new: Release, earlier: Sequence[Release], max_repeats: int) -> Finding | None:
+    target = (new.question.groups, new.question.conjuncts)
+    for measure in new.question.measures:
+        same = [
+            r
+            for r in earlier
+            if (r.question.groups, r.question.conjuncts) == target and measure in r.question.measures
+        ]
+        if len(same) + 1 > max_repeats:
+            involved = [*same, new]
+            return Finding(
+                "averaging",
+                tuple(r.id for r in involved),
+                _users(*involved),
+                f"{len(involved)} fresh answers to {measure} of the same question "
+                f"(filters: {' AND '.join(new.question.conjuncts) or 'none'}; "
+                f"groups: {', '.join(new.question.groups) or 'none'}); more than {max_repeats} "
+                "could be averaged to wear the noise down",
+                f"averaging:{measure}:{target}",
+            )
+    return None
+
+
+def burst(new: Release, earlier: Sequence[Release], max_queries: int, seconds: float) -> Finding | None:
+    recent = [r for r in earlier if r.user == new.user and r.at >= new.at - seconds]
+    if len(recent) + 1 <= max_queries:
+        return None
+    involved = [*recent, new]
+    return Finding(
+        "burst",
+        tuple(r.id for r in involved),
+        (new.user,),
+        f"{len(involved)} fresh answers to {new.user} within {seconds:g} s (more than {max_queries})",
+        f"burst:{new.user}",
+    )
+
+
+def _columns(sql: str) -> set[str]:
+    return {c.name for c in sqlglot.parse_one(sql, read="postgres").find_all(exp.Column)}
+
+
+def _plain_group_columns(groups: Sequence[str]) -> set[str]:
+    parsed = [sqlglot.parse_one(g, read="postgres") for g in groups]
+    return {g.name for g in parsed if isinstance(g, exp.Column)}
+
+
+def _users(*releases: Release) -> tuple[str, ...]:
+    return tuple(sorted({r.user for r in releases}))

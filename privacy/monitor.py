@@ -1,0 +1,216 @@
+"""Released answers, attack alerts and what they hold back: tables in the ledger database.
+
+Every answer the gateway releases (fresh or re-served) is recorded in `released` with the statement,
+its parameters, its ε, the normalised question and what the analyst received. `observe` records one
+and runs the detectors (privacy.detectors) over the dataset's recent history in the same
+`BEGIN IMMEDIATE` transaction, so concurrent queries cannot both miss an attack. Each new finding
+becomes an `alerts` row carrying the policy's action for its heuristic:
+
+- flag: the alert only;
+- throttle: the accounts involved wait `throttle_seconds` before each query on the dataset;
+- refuse: the answer that raised the alert is withheld (its charge stands) and the accounts'
+  further queries on the dataset are refused.
+
+Throttles and refusals last `hold_seconds`, or until an admin clears the alert
+(`privacylens clear-alert`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from privacy.detectors import Finding, Release, find
+from rewriter.policy import Detectors
+from rewriter.question import Question
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS released (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    dataset TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    statement TEXT NOT NULL,
+    params TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    fresh INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    sizes TEXT NOT NULL,
+    size_sd REAL NOT NULL,
+    shown TEXT NOT NULL,  -- the rows the analyst received (JSON); '' when withheld
+    withheld INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS released_by_dataset ON released (dataset, id);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    users TEXT NOT NULL,  -- JSON list
+    action TEXT NOT NULL,
+    until REAL NOT NULL,
+    summary TEXT NOT NULL,
+    queries TEXT NOT NULL,  -- JSON list of released ids, oldest first
+    signature TEXT NOT NULL,
+    cleared_at REAL
+);
+CREATE INDEX IF NOT EXISTS alerts_by_signature ON alerts (signature, at);
+"""
+HISTORY_LIMIT = 5000  # the detectors look at most this many recent fresh answers per dataset
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    kind: str
+    action: str
+    until: float
+    summary: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    release_id: int
+    alerts: list[tuple[Alert, Finding]]
+
+    @property
+    def withheld_by(self) -> Alert | None:
+        return next((alert for alert, _ in self.alerts if alert.action == "refuse"), None)
+
+
+class Monitor:
+    def __init__(self, path: str | Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def holds(self, dataset: str, user: str, now: float | None = None) -> list[Alert]:
+        """Active throttles and refusals on this user's queries on this dataset, refusals first."""
+        now = time.time() if now is None else now
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, kind, action, until, summary, users FROM alerts WHERE dataset = ? "
+                "AND action IN ('throttle', 'refuse') AND until > ? AND cleared_at IS NULL "
+                "ORDER BY action = 'refuse' DESC, id",
+                (dataset, now),
+            ).fetchall()
+        return [Alert(*row[:5]) for row in rows if user in json.loads(row[5])]
+
+    def observe(
+        self,
+        dataset: str,
+        user: str,
+        statement: str,
+        params: Sequence[Any],
+        epsilon: float,
+        fresh: bool,
+        question: Question,
+        sizes: Sequence[float | None],
+        size_sd: float,
+        shown: Sequence[Sequence[Any]],
+        config: Detectors,
+    ) -> Observation:
+        """Record a released answer and raise the alerts it completes, atomically."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                release_id = self._db.execute(
+                    "INSERT INTO released (at, dataset, user_name, statement, params, epsilon, fresh, "
+                    "question, sizes, size_sd, shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        now,
+                        dataset,
+                        user,
+                        statement,
+                        _json(params),
+                        epsilon,
+                        int(fresh),
+                        question.to_json(),
+                        _json(sizes),
+                        size_sd,
+                        _json(shown),
+                    ),  # fmt: skip
+                ).lastrowid
+                assert release_id is not None
+                new = Release(release_id, now, user, question, tuple(sizes), size_sd, fresh)
+                alerts = []
+                for finding in find(new, self._history(dataset, now - config.window_hours * 3600), config):
+                    alert = self._raise(dataset, finding, now, config)
+                    if alert is not None:
+                        alerts.append((alert, finding))
+                if any(alert.action == "refuse" for alert, _ in alerts):
+                    self._db.execute(
+                        "UPDATE released SET withheld = 1, shown = '' WHERE id = ?", (release_id,)
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return Observation(release_id, alerts)
+
+    def clear(self, alert_id: int) -> bool:
+        """Lift an alert's throttle or refusal now (the alert stays on record)."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE alerts SET cleared_at = ? WHERE id = ? AND cleared_at IS NULL",
+                (time.time(), alert_id),
+            )
+        return cursor.rowcount == 1
+
+    def _history(self, dataset: str, since: float) -> list[Release]:
+        rows = self._db.execute(
+            "SELECT id, at, user_name, question, sizes, size_sd FROM released "
+            "WHERE dataset = ? AND fresh = 1 AND at >= ? ORDER BY id DESC LIMIT ?",
+            (dataset, since, HISTORY_LIMIT),
+        ).fetchall()
+        return [
+            Release(
+                row[0], row[1], row[2], Question.from_json(row[3]), tuple(json.loads(row[4])), row[5], True
+            )
+            for row in reversed(rows)
+        ]
+
+    def _raise(self, dataset: str, finding: Finding, now: float, config: Detectors) -> Alert | None:
+        """Store a finding as an alert, unless it continues one raised since its first query."""
+        first = self._db.execute("SELECT at FROM released WHERE id = ?", (finding.queries[0],)).fetchone()[0]
+        if self._db.execute(
+            "SELECT 1 FROM alerts WHERE signature = ? AND at >= ?", (finding.signature, first)
+        ).fetchone():
+            return None
+        action = getattr(config, finding.kind).action
+        until = now + config.hold_seconds if action != "flag" else now
+        alert_id = self._db.execute(
+            "INSERT INTO alerts (at, kind, dataset, users, action, until, summary, queries, signature) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                now,
+                finding.kind,
+                dataset,
+                _json(finding.users),
+                action,
+                until,
+                finding.summary,
+                _json(finding.queries),
+                finding.signature,
+            ),  # fmt: skip
+        ).lastrowid
+        assert alert_id is not None
+        return Alert(alert_id, finding.kind, action, until, finding.summary)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
