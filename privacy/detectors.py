@@ -4,9 +4,14 @@ They are defence in depth; the budget stays the guarantee. Each works only on wh
 (noisy group sizes, the normalised question, who asked and when), so running them spends nothing.
 
 - differencing: two answered questions with the same groups and a shared aggregate whose filters
-  differ by exactly one condition, where some group released by both has noisy sizes that differ by
-  at most `max_units` (plus two standard deviations of the two noises): the condition isolates a
-  few units, and subtracting the answers would single them out.
+  differ by exactly one condition that does not merely drop whole groups, where some group released
+  by both has noisy sizes that differ by at most `max_units`: the condition isolates a few units, and
+  subtracting the answers would single them out. The noise on that difference (sd) decides how
+  sure: a condition shaped to leave out chosen individuals (an exclusion such as `<>` / `NOT IN`,
+  or any condition on the privacy unit) is flagged up to `max_units` + 3 sd, so a real attack is
+  missed with probability below 0.5%; any other condition (a range) only up to `max_units` − 3 sd,
+  so honest drill-downs that leave out a few dozen units are not flagged at low ε (a range that
+  isolates is then caught only at high ε, where its answers are precise enough to matter).
 - averaging: more than `max_repeats` fresh answers to the same aggregate of the same normalised
   question (rewordings and other ε values included), from one account or several: averaging them
   would wear the noise down. Re-served answers (the answer cache) do not count: they add nothing.
@@ -54,7 +59,7 @@ class Finding:
         return len(self.users) > 1
 
 
-def find(new: Release, history: Sequence[Release], config: Detectors) -> list[Finding]:
+def find(new: Release, history: Sequence[Release], config: Detectors, unit_column: str = "") -> list[Finding]:
     """What `new`, taken with the earlier releases on its dataset, looks like. Oldest history first."""
     if not new.fresh:
         return []
@@ -62,14 +67,16 @@ def find(new: Release, history: Sequence[Release], config: Detectors) -> list[Fi
         r for r in history if r.fresh and r.id != new.id and r.at >= new.at - config.window_hours * 3600
     ]
     found = [
-        differencing(new, earlier, config.differencing.max_units),
+        differencing(new, earlier, config.differencing.max_units, unit_column),
         averaging(new, earlier, config.averaging.max_repeats),
         burst(new, earlier, config.burst.max_queries, config.burst.seconds),
     ]
     return [f for f in found if f is not None]
 
 
-def differencing(new: Release, earlier: Sequence[Release], max_units: int) -> Finding | None:
+def differencing(
+    new: Release, earlier: Sequence[Release], max_units: int, unit_column: str = ""
+) -> Finding | None:
     mine = set(new.question.conjuncts)
     for other in reversed(earlier):
         theirs = set(other.question.conjuncts)
@@ -78,12 +85,15 @@ def differencing(new: Release, earlier: Sequence[Release], max_units: int) -> Fi
         if not set(other.question.measures) & set(new.question.measures):
             continue
         (condition,) = mine ^ theirs
-        if _columns(condition) <= _plain_group_columns(new.question.groups):
-            continue  # it removes whole groups, which both answers release anyway
+        singles_out = _singles_out(condition, unit_column)
+        columns, (plain, bucketed) = _columns(condition), _group_columns(new.question.groups)
+        if columns <= plain or (columns <= bucketed and not singles_out):
+            continue  # it keeps or drops whole groups (or buckets), which both answers release anyway
         wide, narrow = (other, new) if len(theirs) < len(mine) else (new, other)
         sd = math.hypot(wide.size_sd, narrow.size_sd)
+        limit = max_units + (3 * sd if singles_out else -3 * sd)
         for a, b in zip(wide.sizes, narrow.sizes, strict=False):
-            if a is None or b is None or a - b > max_units + 2 * sd:
+            if a is None or b is None or a - b > limit:
                 continue
             first, second = sorted((other, new), key=lambda r: r.id)
             return Finding(
@@ -91,8 +101,8 @@ def differencing(new: Release, earlier: Sequence[Release], max_units: int) -> Fi
                 (first.id, second.id),
                 _users(first, second),
                 f"queries {first.id} and {second.id} differ only by the condition {condition!r}, "
-                f"which leaves out about {max(a - b, 0):.0f} units of a released group "
-                f"(at most {max_units} + noise counts as isolating)",
+                f"which leaves out about {max(a - b, 0):.0f} units (noisy) of a released group "
+                f"(at most {max_units} counts as isolating)",
                 f"differencing:{first.id}:{second.id}",
             )
     return None
@@ -135,13 +145,26 @@ def burst(new: Release, earlier: Sequence[Release], max_queries: int, seconds: f
     )
 
 
+def _singles_out(condition: str, unit_column: str) -> bool:
+    """An exclusion (<>, NOT IN, NOT LIKE, IS NOT NULL, NOT ...) or a condition on the privacy unit:
+    the shapes that leave out chosen individuals, rather than a range of values."""
+    node = sqlglot.parse_one(condition, read="postgres")
+    if unit_column and unit_column in _columns(condition):
+        return True
+    if isinstance(node, (exp.NEQ, exp.Not)):
+        return True
+    return isinstance(node, (exp.In, exp.Like, exp.ILike, exp.Is)) and bool(node.args.get("negate"))
+
+
 def _columns(sql: str) -> set[str]:
     return {c.name for c in sqlglot.parse_one(sql, read="postgres").find_all(exp.Column)}
 
 
-def _plain_group_columns(groups: Sequence[str]) -> set[str]:
+def _group_columns(groups: Sequence[str]) -> tuple[set[str], set[str]]:
+    """(columns grouped by as they are, columns any group expression reads: date_trunc, CASE, ...)."""
     parsed = [sqlglot.parse_one(g, read="postgres") for g in groups]
-    return {g.name for g in parsed if isinstance(g, exp.Column)}
+    plain = {g.name for g in parsed if isinstance(g, exp.Column)}
+    return plain, {c.name for g in parsed for c in g.find_all(exp.Column)}
 
 
 def _users(*releases: Release) -> tuple[str, ...]:

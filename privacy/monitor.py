@@ -122,6 +122,7 @@ class Monitor:
         size_sd: float,
         shown: Sequence[Sequence[Any]],
         config: Detectors,
+        unit_column: str = "",
     ) -> Observation:
         """Record a released answer and raise the alerts it completes, atomically."""
         now = time.time()
@@ -148,7 +149,9 @@ class Monitor:
                 assert release_id is not None
                 new = Release(release_id, now, user, question, tuple(sizes), size_sd, fresh)
                 alerts = []
-                for finding in find(new, self._history(dataset, now - config.window_hours * 3600), config):
+                for finding in find(
+                    new, self._history(dataset, now - config.window_hours * 3600), config, unit_column
+                ):
                     alert = self._raise(dataset, finding, now, config)
                     if alert is not None:
                         alerts.append((alert, finding))

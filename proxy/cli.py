@@ -1,4 +1,5 @@
-"""`privacylens` command line: serve, demo-data, hash-password."""
+"""`privacylens` command line: serve, validate, demo-data, make-cert, issue-token, verify, clear-alert,
+hash-password."""
 
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         "verify", help="check the audit log's hash chain for changed or removed rows"
     )
     verify.add_argument("--ledger", default="var/ledger.sqlite")
+
+    clear = commands.add_parser(
+        "clear-alert", help="lift the throttle or refusal of an attack alert (the alert stays on record)"
+    )
+    clear.add_argument("alert", type=int, help="the alert's id (privacylens.alerts)")
+    clear.add_argument("--ledger", default="var/ledger.sqlite")
+    clear.add_argument("--by", default=getpass.getuser(), help="who clears it, for the audit log")
 
     hashing = commands.add_parser("hash-password", help="print a SCRAM-SHA-256 verifier for a policy file")
     hashing.add_argument("--password", help="read from the terminal when omitted")
@@ -95,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
             print(problem)
         print(f"audit log {'intact' if result.ok else 'TAMPERED'}: {result.rows} rows checked")
         return 0 if result.ok else 1
+    if args.command == "clear-alert":
+        from privacy.audit import AuditLog
+        from privacy.monitor import Monitor
+
+        if not Monitor(args.ledger).clear(args.alert):
+            print(f"no alert {args.alert} holding queries", file=sys.stderr)
+            return 1
+        AuditLog(args.ledger).record("alert cleared", args.by, None, alert=args.alert)
+        print(f"alert {args.alert} cleared: its accounts may query again")
+        return 0
     if args.command == "make-cert":
         from proxy.tls import make_self_signed
 

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlglot import exp
@@ -32,6 +32,8 @@ from privacy.monitor import Monitor, Observation
 from privacy.release import draw_noise, present, released_sizes
 from proxy import metrics
 from proxy.catalog.engine import CatalogEngine
+from proxy.catalog.system_views import SCHEMA as SYSTEM_SCHEMA
+from proxy.catalog.system_views import readable
 from proxy.engine import DuckDBEngine
 from proxy.running import Limits, RunningQuery
 from proxy.session_settings import SERVER_VERSION_LONG, Settings
@@ -90,7 +92,7 @@ class Gateway:
         self.max_statement_seconds = max_statement_seconds
         self.engine = engine
         self.ledger = ledger
-        self.catalog = CatalogEngine(policy)
+        self.catalog = CatalogEngine(policy, ledger.path)
         self._question_locks: dict[str, asyncio.Lock] = {}
 
     # ---- checking and describing: never runs a data query, never costs budget ------------------
@@ -154,6 +156,8 @@ class Gateway:
         kind = statement.kind
         if self._reads_no_data(statement):
             query = self._catalog_query(statement, state, declared)
+            if query.system_views and self.catalog.system_views is not None:
+                await asyncio.to_thread(self.catalog.system_views.refresh)
             columns, rows = await self.catalog.run(query.sql, params, state.running, self._limits(state))
             return Result(_columns(columns), rows, f"SELECT {len(rows)}")
         probe = self._probe(statement)
@@ -353,6 +357,7 @@ class Gateway:
             size_sd,
             rows,
             self.policy.datasets[plan.dataset].detectors,
+            self.policy.datasets[plan.dataset].privacy_unit,
         )
         for alert, finding in observation.alerts:
             metrics.ALERTS.labels(plan.dataset, alert.kind).inc()
@@ -467,7 +472,16 @@ class Gateway:
                 return None
             raise FeatureNotAllowed(f"{name}() is not supported with these arguments")
 
-        return plan_catalog(statement.tree, lookup, declared, self.catalog.relation_names)
+        system = {t.name.lower() for t in statement.tree.find_all(exp.Table) if t.db.lower() == SYSTEM_SCHEMA}
+        views = {f"{SYSTEM_SCHEMA}.{name}": readable(name, state.role, state.user) for name in system}
+        query = plan_catalog(
+            statement.tree,
+            lookup,
+            declared,
+            self.catalog.relation_names,
+            {name: sql for name, sql in views.items() if sql is not None},
+        )
+        return replace(query, system_views=bool(system))
 
     def _set(self, statement: Statement, state: SessionState) -> Result:
         assert isinstance(statement.tree, exp.Set)

@@ -9,7 +9,7 @@ session functions (version(), current_user, current_setting('x'), ...) become li
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import sqlglot
@@ -19,7 +19,7 @@ from pgerrors import FeatureNotAllowed, UndefinedObject
 from rewriter.plan import PgType
 from rewriter.tree import parameter_index, parameters
 
-SCHEMAS = {"pg_catalog": "pgc", "information_schema": "pgi"}
+SCHEMAS = {"pg_catalog": "pgc", "information_schema": "pgi", "privacylens": "privacylens"}
 
 # Session functions → the name the session's lookup answers to (also the output column name).
 SESSION_FUNCTIONS: dict[type[exp.Expression], str] = {
@@ -65,6 +65,7 @@ Lookup = Callable[[str, list[str]], "str | int | list[str] | None"]
 class CatalogQuery:
     sql: str  # DuckDB SQL for the catalog engine; output names are PostgreSQL's, as aliases
     parameter_types: tuple[PgType, ...]
+    system_views: bool = False  # reads privacylens.* views (refreshed from the ledger first)
 
 
 def reads_no_data(
@@ -90,8 +91,14 @@ def reads_no_data(
 
 
 def plan_catalog(
-    tree: exp.Query, lookup: Lookup, declared: tuple[str | None, ...], catalog: Collection[tuple[str, str]]
+    tree: exp.Query,
+    lookup: Lookup,
+    declared: tuple[str | None, ...],
+    catalog: Collection[tuple[str, str]],
+    views: Mapping[str, str] | None = None,
 ) -> CatalogQuery:
+    """DuckDB SQL for the catalog engine. `views` maps "schema.name" to the SQL that replaces the
+    relation (the system views an analyst reads, restricted to their own rows)."""
     tree = tree.copy()
     first = tree
     while isinstance(first, exp.SetOperation):  # a UNION takes its column names from its first SELECT
@@ -117,7 +124,7 @@ def plan_catalog(
         ):
             return node.expression
         if isinstance(node, exp.Table):
-            return _relation(node, catalog, ctes)
+            return _relation(node, catalog, ctes, views or {})
         if isinstance(node, exp.Column) and node.args.get("db") is not None:
             node.set("db", None)  # pg_catalog.pg_class.relname → pg_class.relname
             node.set("catalog", None)
@@ -224,7 +231,9 @@ def _table_function(table: exp.Table) -> str | None:
     return name
 
 
-def _relation(table: exp.Table, catalog: Collection[tuple[str, str]], ctes: set[str]) -> exp.Expression:
+def _relation(
+    table: exp.Table, catalog: Collection[tuple[str, str]], ctes: set[str], views: Mapping[str, str]
+) -> exp.Expression:
     if _table_function(table) is not None:
         if isinstance(table.this, exp.Dot):
             table.set("this", table.this.expression)
@@ -241,6 +250,10 @@ def _relation(table: exp.Table, catalog: Collection[tuple[str, str]], ctes: set[
             hint="PrivacyLens emulates the pg_catalog and information_schema relations "
             "that PostgreSQL clients use.",
         )
+    view = views.get(f"{target}.{name}")
+    if view is not None:
+        alias = exp.TableAlias(this=exp.to_identifier(table.alias_or_name))
+        return exp.Subquery(this=sqlglot.parse_one(view, read="duckdb"), alias=alias)
     table.set("db", exp.to_identifier(target))
     table.set("this", exp.to_identifier(name, quoted=True))
     return table

@@ -156,14 +156,15 @@ class Differencing(Detector):
         10,
         ge=1,
         description="Two answered questions whose filters differ by one condition are a differencing "
-        "pair when, in a group released by both, the released group sizes differ by at most this many "
-        "units (plus two standard deviations of their noise).",
+        "pair when, in a group released by both, the noisy group sizes differ by at most this many "
+        "units: up to 3 standard deviations more for exclusions (<>, NOT IN) and conditions on the "
+        "privacy unit, 3 standard deviations less for ranges (privacy/detectors.py).",
     )
 
 
 class Averaging(Detector):
     max_repeats: int = Field(
-        5,
+        10,
         ge=1,
         description="More fresh answers than this to the same aggregate of the same question "
         "(filters normalised, ε ignored) within the window raise an alert.",

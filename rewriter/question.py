@@ -3,7 +3,7 @@
 A `Question` lists the query's aggregates, its groups and the conjuncts of its WHERE clause, each as
 canonical SQL without table qualifiers: `'HR' = e.department` and `department IN ('HR')` both
 become `department = 'HR'`, `NOT age = 3` becomes `age <> 3`, and conditions every row within the
-policy's bounds meets (`salary >= 0` when salary is bounded below by 30000) are dropped. Two
+policy's bounds or time range meets (`salary >= 0` when salary is bounded below by 20000) are dropped. Two
 rewordings of one question therefore have the same conjuncts; a differencing pair differs by one.
 Parameters stay as `$n` until `render` substitutes the bound values.
 """
@@ -113,24 +113,32 @@ def _normal(node: exp.Expression) -> exp.Expression | None:
 
 
 def _always_true(node: exp.Expression, dataset: Dataset) -> bool:
-    """A range condition that every value within the column's declared bounds meets."""
+    """A range condition every value within the column's declared bounds (or time range) meets."""
     if type(node) not in (exp.GT, exp.GTE, exp.LT, exp.LTE) or not isinstance(node.this, exp.Column):
         return False
     spec = dataset.columns.get(node.this.name)
-    value = node.expression
-    if isinstance(value, exp.Cast):
-        value = value.this
-    if spec is None or not spec.bounded or not isinstance(value, exp.Literal) or value.is_string:
+    value = node.expression.this if isinstance(node.expression, exp.Cast) else node.expression
+    if spec is None or not isinstance(value, exp.Literal):
         return False
-    assert spec.lower is not None and spec.upper is not None
-    number = float(value.this)
+    low: float | dt.date | None
+    high: float | dt.date | None
+    try:
+        if spec.bounded and not value.is_string:
+            low, high, number = spec.lower, spec.upper, float(value.this)
+        elif spec.bucketable and value.is_string:
+            low, high, number = spec.earliest, spec.latest, dt.date.fromisoformat(value.this[:10])
+        else:
+            return False
+    except ValueError:
+        return False
+    assert low is not None and high is not None
     if isinstance(node, exp.GT):
-        return number < spec.lower
+        return number < low  # type: ignore[operator]
     if isinstance(node, exp.GTE):
-        return number <= spec.lower
+        return number <= low  # type: ignore[operator]
     if isinstance(node, exp.LT):
-        return number > spec.upper
-    return number >= spec.upper
+        return number > high  # type: ignore[operator]
+    return number >= high  # type: ignore[operator]
 
 
 def _literal(value: Any) -> exp.Expression:

@@ -24,13 +24,13 @@ def free_port() -> int:
 
 def write_policy(directory: Path, data_file: Path, **dataset_overrides: object) -> Path:
     """The demo policy pointed at the demo data beside `data_file`, with keys of the employees dataset
-    overridden (dotted: budget.epsilon=...)."""
+    overridden (dotted: budget.epsilon=...; "visits:budget.epsilon" for the visits dataset)."""
     policy = yaml.safe_load(DEMO_POLICY.read_text())
     for name, dataset in policy["datasets"].items():
         dataset["source"] = str(data_file.parent / f"{name}.parquet")
-    dataset = policy["datasets"]["employees"]
     for dotted, value in dataset_overrides.items():
-        target = dataset
+        name, _, dotted = dotted.rpartition(":")  # "visits:budget.epsilon" for another dataset
+        target = policy["datasets"][name or "employees"]
         *path, last = dotted.split(".")
         for part in path:
             target = target.setdefault(part, {})

@@ -8,6 +8,7 @@ external access disabled and its configuration locked, like the data engine.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -15,6 +16,8 @@ import duckdb
 from pgerrors import PgError, UndefinedObject
 from privacy import postprocess
 from proxy.catalog.contents import OWNER_NAME, relations, type_name_sql
+from proxy.catalog.system_views import SCHEMA as SYSTEM_SCHEMA
+from proxy.catalog.system_views import VIEWS, SystemViews, create_tables
 from proxy.engine import LOCKDOWN
 from proxy.running import Limits, RunningQuery, run_interruptible
 from rewriter.policy import Policy
@@ -90,7 +93,7 @@ def _macros() -> list[str]:
 
 
 class CatalogEngine:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, ledger: str | Path | None = None) -> None:
         con = duckdb.connect(":memory:")
         con.execute("CREATE SCHEMA pgc")
         con.execute("CREATE SCHEMA pgi")
@@ -106,10 +109,14 @@ class CatalogEngine:
         for macro in _macros():
             con.execute(macro)
         _register_helpers(con)
+        create_tables(con)
         for statement in LOCKDOWN:
             con.execute(statement)
         self._con = con
-        self.relation_names = {(r.schema, r.name) for r in relations(policy)}
+        self.relation_names = {(r.schema, r.name) for r in relations(policy)} | {
+            (SYSTEM_SCHEMA, name) for name in VIEWS
+        }
+        self.system_views = SystemViews(con, ledger, policy) if ledger is not None else None
 
     def describe(self, sql: str, params: Sequence[Any]) -> list[tuple[str, str]]:
         """[(column name, DuckDB type)] from DuckDB's lazy relation: planned, never executed."""
