@@ -21,12 +21,14 @@ run: demo-data
 	$(BIN)/privacylens serve --policy policies/demo.yaml --ledger var/ledger.sqlite --host $(HOST) --port $(PORT) \
 		--tls-cert var/tls/server.crt --tls-key var/tls/server.key --metrics-port 9188
 
-# Real clients the suite drives: psql, pgJDBC, Go lib/pq (Debian), node-postgres (npm).
-CLIENT_PACKAGES := postgresql-client libpostgresql-jdbc-java golang-go golang-github-lib-pq-dev default-jre-headless nodejs npm
+# Real clients the suite drives: psql, pgJDBC, Go lib/pq (Debian), node-postgres (npm); and the real
+# Prometheus (dashboards' PromQL) and docker-compose (`config` validates docker-compose.yml).
+CLIENT_PACKAGES := postgresql-client libpostgresql-jdbc-java golang-go golang-github-lib-pq-dev default-jre-headless nodejs npm \
+	prometheus docker-compose
 
 clients:
 	@(command -v psql && command -v java && command -v go && command -v npm && test -f /usr/share/java/postgresql.jar \
-	  && test -d /usr/share/gocode/src/github.com/lib/pq) >/dev/null \
+	  && test -d /usr/share/gocode/src/github.com/lib/pq && command -v prometheus && command -v docker-compose) >/dev/null \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CLIENT_PACKAGES))
 	cd tests/clients/node && npm ci --silent --no-audit --no-fund
 

@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
             help=f"{setting.help} (default {setting.default}; env PRIVACYLENS_{setting.name.upper()})",
         )
 
+    validate = commands.add_parser(
+        "validate", help="check a policy file: its schema, and its bounds against the data (admins only)"
+    )
+    validate.add_argument("--policy", default="policies/demo.yaml")
+
     demo = commands.add_parser("demo-data", help="write the seeded demo tables (employees, visits)")
     demo.add_argument("--out-dir", default="data")
     demo.add_argument("--force", action="store_true", help="rewrite even if the file exists")
@@ -67,6 +72,23 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         return 0
+    if args.command == "validate":
+        from proxy.validate import validate_data
+        from rewriter.policy import PolicyError, load_policy
+
+        try:
+            policy = load_policy(args.policy)
+        except PolicyError as err:
+            print(err)
+            return 1
+        report = validate_data(policy)
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        for note in report.notes:
+            print(f"note: {note}")
+        datasets = ", ".join(sorted(policy.datasets))
+        print(f"policy {args.policy} {'is valid' if report.ok else 'is NOT valid'} (datasets: {datasets})")
+        return 0 if report.ok else 1
     if args.command == "demo-data":
         from demo import employees, visits
 

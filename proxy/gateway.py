@@ -35,6 +35,7 @@ from proxy.catalog.engine import CatalogEngine
 from proxy.catalog.system_views import SCHEMA as SYSTEM_SCHEMA
 from proxy.catalog.system_views import readable
 from proxy.engine import DuckDBEngine
+from proxy.limits import RateLimiter
 from proxy.running import Limits, RunningQuery
 from proxy.session_settings import SERVER_VERSION_LONG, Settings
 from rewriter.catalog_query import CatalogQuery, plan_catalog, reads_no_data
@@ -42,7 +43,7 @@ from rewriter.context import RewriteContext
 from rewriter.parse import Kind, Statement
 from rewriter.pipeline import plan_query
 from rewriter.plan import PgType, Plan
-from rewriter.policy import Policy
+from rewriter.policy import Dataset, Policy
 from rewriter.schema_probe import probe_columns
 
 Column = tuple[str, str]  # (name, PostgreSQL type name)
@@ -85,7 +86,9 @@ class Gateway:
         max_statement_seconds: float = 300.0,
         audit: AuditLog | None = None,
         monitor: Monitor | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
+        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter(0)
         self.audit = audit
         self.monitor = monitor if monitor is not None else Monitor(ledger.path)
         self.policy = policy
@@ -94,6 +97,10 @@ class Gateway:
         self.ledger = ledger
         self.catalog = CatalogEngine(policy, ledger.path)
         self._question_locks: dict[str, asyncio.Lock] = {}
+
+    def replace_policy(self, policy: Policy, engine: DuckDBEngine, catalog: CatalogEngine) -> None:
+        """Switch to a reloaded policy at once; queries already running finish on the old one."""
+        self.policy, self.engine, self.catalog = policy, engine, catalog
 
     # ---- checking and describing: never runs a data query, never costs budget ------------------
 
@@ -214,13 +221,15 @@ class Gateway:
         params: Sequence[Any],
         declared: tuple[str | None, ...],
     ) -> Result:
+        self.rate_limiter.take(state.database, state.user)
+        policy, engine = self.policy, self.engine  # a policy reload must not change them mid-query
         started = time.perf_counter()
         plan = self._plan(statement, state, declared)
         metrics.PHASE_SECONDS.labels("plan").observe(time.perf_counter() - started)
-        dataset = self.policy.datasets[plan.dataset]
-        await self._apply_holds(plan, state)
+        dataset = policy.datasets[plan.dataset]
+        await self._apply_holds(plan, state, dataset)
         total = PureDP.total(dataset.budget.epsilon)
-        key = answer_key(plan, params, self.policy.version, self.engine.data_version(plan.dataset))
+        key = answer_key(plan, params, policy.version, engine.data_version(plan.dataset))
         async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
             stored = await asyncio.to_thread(self.ledger.find_answer, key)
             if stored is not None:
@@ -232,7 +241,9 @@ class Gateway:
                     f"{plan.confidence:.0%} intervals shown"
                 )
                 rows = present(plan, Answer.from_json(stored))
-                await self._observe(plan, state, statement, params, Answer.from_json(stored), rows, 0.0)
+                await self._observe(
+                    plan, state, statement, params, Answer.from_json(stored), rows, 0.0, dataset
+                )
                 metrics.QUERIES.labels(plan.dataset, "answered_again", "00000").inc()
                 metrics.CACHE.labels(plan.dataset, "true").inc()
                 await self._audit(
@@ -266,7 +277,7 @@ class Gateway:
                     refreshes,
                 )
             started = time.perf_counter()
-            engine_columns, engine_rows = await self.engine.run(
+            engine_columns, engine_rows = await engine.run(
                 plan.engine_sql, params, state.running, self._limits(state)
             )
             metrics.PHASE_SECONDS.labels("engine").observe(time.perf_counter() - started)
@@ -278,7 +289,7 @@ class Gateway:
         rows = present(plan, Answer.from_json(kept))
         metrics.PHASE_SECONDS.labels("noise").observe(time.perf_counter() - started)
         observation = await self._observe(
-            plan, state, statement, params, Answer.from_json(kept), rows, cost.epsilon
+            plan, state, statement, params, Answer.from_json(kept), rows, cost.epsilon, dataset
         )
         if observation.withheld_by is not None:
             alert = observation.withheld_by
@@ -297,7 +308,6 @@ class Gateway:
         metrics.QUERIES.labels(plan.dataset, "answered", "00000").inc()
         metrics.CACHE.labels(plan.dataset, "false").inc()
         metrics.EPSILON_SPENT.labels(plan.dataset).inc(cost.epsilon)
-        metrics.BUDGET_REMAINING.labels(plan.dataset, state.user).set(balance.remaining.epsilon)
         suppressed = sum(1 for row in rows if row[-1])
         metrics.GROUPS.labels(plan.dataset, "true").inc(suppressed)
         metrics.GROUPS.labels(plan.dataset, "false").inc(len(rows) - suppressed)
@@ -316,7 +326,7 @@ class Gateway:
         )
         return Result(_plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
 
-    async def _apply_holds(self, plan: Plan, state: SessionState) -> None:
+    async def _apply_holds(self, plan: Plan, state: SessionState, dataset: Dataset) -> None:
         """Refuse or slow down the queries of accounts an attack alert holds (privacy.monitor)."""
         holds = await asyncio.to_thread(self.monitor.holds, plan.dataset, state.user)
         if not holds:
@@ -329,7 +339,7 @@ class Gateway:
                 f"{alert.kind} attack (alert {alert.id})",
                 hint=f"The refusal lifts at {until}, or sooner if an admin clears alert {alert.id}.",
             )
-        await asyncio.sleep(self.policy.datasets[plan.dataset].detectors.throttle_seconds)
+        await asyncio.sleep(dataset.detectors.throttle_seconds)
 
     async def _observe(
         self,
@@ -340,6 +350,7 @@ class Gateway:
         answer: Answer,
         rows: list[tuple],
         epsilon: float,
+        dataset: Dataset,
     ) -> Observation:
         """Record a release and run the attack detectors; alerts are audited and counted."""
         sizes, size_sd = released_sizes(plan, answer)
@@ -356,11 +367,10 @@ class Gateway:
             sizes,
             size_sd,
             rows,
-            self.policy.datasets[plan.dataset].detectors,
-            self.policy.datasets[plan.dataset].privacy_unit,
+            dataset.detectors,
+            dataset.privacy_unit,
         )
         for alert, finding in observation.alerts:
-            metrics.ALERTS.labels(plan.dataset, alert.kind).inc()
             log.warning("attack alert %s (%s, %s): %s", alert.id, alert.kind, alert.action, alert.summary)
             await self._audit(
                 "attack alert", "privacylens", plan.dataset, alert=alert.id, heuristic=alert.kind,

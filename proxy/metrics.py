@@ -1,12 +1,25 @@
 """Prometheus metrics, declared once. Served by `privacylens serve --metrics-port` (0 turns them off).
 
-Labels carry dataset names, outcomes and SQLSTATEs — never user names in high-cardinality series
-beyond the budget gauge, and never data.
+Counters and histograms count this process's work. Budgets and alerts are read from the ledger
+database at each scrape (`LedgerCollector`), so they survive restarts and agree across replicas.
+Labels carry dataset names, outcomes, SQLSTATEs and (for budgets) policy user names — never
+client-chosen text, never data.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rewriter.policy import Policy
+
+ALERT_KINDS = ("differencing", "averaging", "burst")  # privacy.detectors
 
 QUERIES = Counter(
     "privacylens_queries_total",
@@ -14,7 +27,6 @@ QUERIES = Counter(
     ["dataset", "outcome", "sqlstate"],
 )
 EPSILON_SPENT = Counter("privacylens_epsilon_spent_total", "ε charged, by dataset.", ["dataset"])
-BUDGET_REMAINING = Gauge("privacylens_budget_remaining", "ε left, by dataset and user.", ["dataset", "user"])
 GROUPS = Counter(
     "privacylens_groups_released_total",
     "Groups released, by dataset and whether suppressed.",
@@ -27,11 +39,61 @@ PHASE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CONNECTIONS = Gauge("privacylens_connections", "Open client connections.")
-ALERTS = Counter(
-    "privacylens_alerts_total", "Attack alerts raised, by dataset and heuristic.", ["dataset", "kind"]
-)
 CACHE = Counter(
     "privacylens_answer_cache_total",
     "DP questions by whether the answer cache served them.",
     ["dataset", "hit"],
 )
+
+
+class LedgerCollector(Collector):
+    """Budget totals, what is left per (dataset, user) in the current period, and attack alerts."""
+
+    def __init__(self, ledger: str | Path, policy: Callable[[], Policy]) -> None:
+        self._ledger = str(ledger)
+        self._policy = policy
+
+    def collect(self) -> Iterator[Metric]:
+        policy = self._policy()
+        total = GaugeMetricFamily(
+            "privacylens_budget_total", "ε each user may spend per period.", labels=["dataset"]
+        )
+        left = GaugeMetricFamily(
+            "privacylens_budget_remaining", "ε left in the current period.", labels=["dataset", "user"]
+        )
+        ratio = GaugeMetricFamily(
+            "privacylens_budget_remaining_ratio",
+            "Share of the budget left (0 to 1).",
+            labels=["dataset", "user"],
+        )
+        alerts = CounterMetricFamily(
+            "privacylens_alerts",
+            "Attack alerts raised, by dataset and heuristic.",
+            labels=["dataset", "kind"],
+        )
+        readers = sorted(u for u, spec in policy.users.items() if spec.role in ("admin", "analyst"))
+        with sqlite3.connect(f"file:{self._ledger}?mode=ro", uri=True, timeout=5) as db:
+            now = time.time()
+            for name, dataset in sorted(policy.datasets.items()):
+                budget = dataset.budget.epsilon
+                total.add_metric([name], budget)
+                spent = dict(
+                    db.execute(
+                        "SELECT user_name, spent_micro FROM accounts WHERE dataset = ? AND period = ?",
+                        (name, dataset.budget.period(now)),
+                    ).fetchall()
+                )
+                for user in readers:
+                    remaining = max(budget - spent.get(user, 0) / 1_000_000, 0.0)
+                    left.add_metric([name, user], remaining)
+                    ratio.add_metric([name, user], remaining / budget)
+            counts = {(name, kind): 0 for name in policy.datasets for kind in ALERT_KINDS}  # series from 0
+            counts.update(
+                {
+                    (d, k): n
+                    for d, k, n in db.execute("SELECT dataset, kind, count(*) FROM alerts GROUP BY 1, 2")
+                }
+            )
+            for (dataset_name, kind), count in sorted(counts.items()):
+                alerts.add_metric([dataset_name, kind], count)
+        yield from (total, left, ratio, alerts)

@@ -11,25 +11,30 @@ import asyncio
 import hmac
 import logging
 import os
+import signal
 import ssl
 import struct
 
-from prometheus_client import start_http_server
+import duckdb
+from prometheus_client import REGISTRY, start_http_server
 
 from pgerrors import PgError, ProtocolViolation
 from privacy.audit import AuditLog
 from privacy.ledger import Ledger
 from proxy import metrics
 from proxy.auth import Verifiers
+from proxy.catalog.engine import CatalogEngine
 from proxy.connection import Connection
 from proxy.engine import DuckDBEngine
 from proxy.gateway import Gateway, SessionState
+from proxy.guards import UnsafeForProduction, check_production
+from proxy.limits import ConnectionCaps, RateLimiter
 from proxy.settings import ProxySettings
 from proxy.startup import Transport, negotiate
 from proxy.tls import server_context
 from proxy.tokens import TokenVerifier
 from proxy.wire import codec
-from rewriter.policy import load_policy
+from rewriter.policy import Policy, PolicyError, load_policy
 
 log = logging.getLogger("privacylens.server")
 
@@ -43,20 +48,23 @@ class Server:
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
         policy = load_policy(settings.policy)
+        check_production(settings, policy)
+        self.caps = ConnectionCaps(settings.max_connections, settings.max_connections_per_user)
         self.verifiers = Verifiers(policy.users)
         ledger = Ledger(settings.ledger)
-        engine = DuckDBEngine(policy, bounding_secret=ledger.secret("contribution-bounding"))
+        self.bounding_secret = ledger.secret("contribution-bounding")
+        engine = DuckDBEngine(policy, bounding_secret=self.bounding_secret)
         audit = AuditLog(settings.ledger)
-        audit.record(
-            "policy loaded",
-            "privacylens",
-            None,
-            policy=settings.policy,
-            version=policy.version,
-            datasets=sorted(policy.datasets),
-            users=sorted(policy.users),
+        self._audit_policy(audit, "policy loaded", policy)
+        self._policy_stamp = _stamp(settings.policy)
+        self.gateway = Gateway(
+            policy,
+            engine,
+            ledger,
+            settings.statement_timeout,
+            audit,
+            rate_limiter=RateLimiter(settings.max_queries_per_minute),
         )
-        self.gateway = Gateway(policy, engine, ledger, settings.statement_timeout, audit)
         self.sessions: dict[int, tuple[int, SessionState]] = {}
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise ValueError("give both tls_cert and tls_key, or neither")
@@ -77,16 +85,71 @@ class Server:
 
     def start_metrics(self) -> None:
         if self.settings.metrics_port:
+            REGISTRY.register(metrics.LedgerCollector(self.settings.ledger, lambda: self.gateway.policy))
             start_http_server(self.settings.metrics_port, addr=self.settings.host)
             log.info("metrics on http://%s:%s/metrics", self.settings.host, self.settings.metrics_port)
 
+    def _audit_policy(self, audit: AuditLog, kind: str, policy: Policy) -> None:
+        audit.record(
+            kind,
+            "privacylens",
+            None,
+            policy=self.settings.policy,
+            version=policy.version,
+            datasets=sorted(policy.datasets),
+            users=sorted(policy.users),
+        )
+
+    async def reload_policy(self, reason: str) -> bool:
+        """Load the policy file again and switch to it at once, or keep the old one if it is invalid.
+
+        The new policy, its data engine and its catalog are built off the event loop; the switch is a
+        few assignments on it, so every query runs wholly under the old policy or wholly under the new.
+        """
+        audit = self.gateway.audit
+        assert audit is not None
+        try:
+            policy = await asyncio.to_thread(load_policy, self.settings.policy)
+            if policy.version == self.gateway.policy.version:
+                return False
+            check_production(self.settings, policy)
+            engine = await asyncio.to_thread(DuckDBEngine, policy, self.bounding_secret)
+            catalog = await asyncio.to_thread(CatalogEngine, policy, self.settings.ledger)
+        except (PolicyError, UnsafeForProduction, OSError, ValueError, duckdb.Error) as err:
+            log.error(
+                "policy reload (%s) refused, keeping version %s: %s", reason, self.gateway.policy.version, err
+            )
+            await asyncio.to_thread(audit.record, "policy reload refused", "privacylens", None, reason=reason,
+                                    error=str(err)[:2000])  # fmt: skip
+            return False
+        self.verifiers = Verifiers(policy.users)
+        self.gateway.replace_policy(policy, engine, catalog)
+        log.info("policy reloaded (%s): version %s", reason, policy.version)
+        await asyncio.to_thread(self._audit_policy, audit, "policy reloaded", policy)
+        return True
+
+    async def watch_policy(self, interval: float = 2.0) -> None:
+        """Reload when the policy file changes (checked every `interval` seconds)."""
+        while True:
+            await asyncio.sleep(interval)
+            stamp = _stamp(self.settings.policy)
+            if stamp != self._policy_stamp:
+                self._policy_stamp = stamp
+                await self.reload_policy("file changed")
+
     async def serve_forever(self) -> None:
         self.start_metrics()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload_policy("SIGHUP")))
+        watcher = loop.create_task(self.watch_policy())
         server = await asyncio.start_server(self.handle, self.settings.host, self.settings.port, limit=2**20)
         addresses = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
         log.info("PrivacyLens listening on %s (policy %s)", addresses, self.settings.policy)
-        async with server:
-            await server.serve_forever()
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            watcher.cancel()
 
     def cancel(self, pid: int, secret: int) -> None:
         entry = self.sessions.get(pid)
@@ -109,6 +172,13 @@ class Server:
             if startup is None:
                 return
             user = startup.parameters["user"]
+            try:
+                self.caps.open(user)
+            except PgError as error:
+                error.severity = "FATAL"
+                writer.write(codec.error_response(error))
+                await writer.drain()
+                return
             pid = new_pid()
             while pid in self.sessions:
                 pid = new_pid()
@@ -132,6 +202,7 @@ class Server:
             log.exception("connection failed")
         finally:
             if pid is not None:
+                self.caps.close(user)
                 metrics.CONNECTIONS.dec()
                 entry = self.sessions.pop(pid, None)
                 if entry is not None:
@@ -141,3 +212,12 @@ class Server:
                 await writer.wait_closed()
             except (ConnectionError, OSError):
                 pass
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    """What tells a changed file: modification time and size (None while it is missing)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

@@ -43,6 +43,19 @@ SETTINGS = (
         "may SET a shorter statement_timeout.",
     ),
     Setting("log_level", "INFO", "Python logging level for the proxy's log on stderr."),
+    Setting(
+        "mode",
+        "development",
+        "production: refuse to start with development settings (no TLS, demo passwords, weak or "
+        "placeholder JWT secrets, the self-signed development certificate).",
+    ),
+    Setting("max_connections", "200", "Most client connections at once (0: no cap); more get 53300."),
+    Setting("max_connections_per_user", "50", "Most connections one user may hold (0: no cap)."),
+    Setting(
+        "max_queries_per_minute",
+        "600",
+        "DP queries each user may run per minute on each database (tenant) (0: no limit); more get 53300.",
+    ),
 )
 
 
@@ -65,6 +78,10 @@ class ProxySettings:
     auth_timeout: float
     statement_timeout: float
     log_level: str
+    mode: str
+    max_connections: int
+    max_connections_per_user: int
+    max_queries_per_minute: int
 
     @classmethod
     def resolve(cls, overrides: dict[str, str | None]) -> ProxySettings:
