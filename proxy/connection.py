@@ -126,6 +126,7 @@ class Connection:
         try:
             await handler(self, body)
         except PgError as error:
+            await self.gateway.audit_refusal(self.state, error)
             self.error(error)
             self.skipping = True
         except Exception:
@@ -146,6 +147,7 @@ class Connection:
                     result = await self.run_statement(statement)
                     self.send_result(result, None, formats=())
         except PgError as error:
+            await self.gateway.audit_refusal(self.state, error, _text(body))
             self.error(error)
         except Exception:
             log.exception("internal error in simple query")
@@ -388,3 +390,8 @@ def _expand(formats: tuple[int, ...], count: int) -> tuple[int, ...]:
         if fmt not in (0, 1):
             raise ProtocolViolation(f"invalid format code {fmt}")
     return formats * count if len(formats) == 1 else formats
+
+
+def _text(body: bytes) -> str:
+    """A Query message's SQL for the audit log, whatever its encoding."""
+    return body.rstrip(b"\x00").decode("utf-8", errors="replace")

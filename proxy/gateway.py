@@ -177,10 +177,7 @@ class Gateway:
                 return await self._aggregate(statement, state, params, declared)
             except PgError as error:
                 metrics.QUERIES.labels(_dataset_of(statement, self.policy), "refused", error.sqlstate).inc()
-                if not getattr(error, "audited", False):
-                    await self._audit(
-                        "query refused", state.user, None, sqlstate=error.sqlstate, message=error.message
-                    )
+                await self.audit_refusal(state, error)
                 raise
         if kind is Kind.SET:
             return self._set(statement, state)
@@ -433,6 +430,17 @@ class Gateway:
         total = PureDP.total(dataset.budget.epsilon)
         period = dataset.budget.period(time.time())
         return await asyncio.to_thread(self.ledger.balance, plan.dataset, state.user, total, period)
+
+    async def audit_refusal(self, state: SessionState, error: PgError, statement: str = "") -> None:
+        """Audit a refused statement once, wherever it was refused (parse, plan, budget, limits).
+        Transaction-state errors and cancellations are not refusals."""
+        if getattr(error, "audited", False) or error.sqlstate.startswith("25") or error.sqlstate == "57014":
+            return
+        error.audited = True  # type: ignore[attr-defined]
+        detail: dict[str, Any] = {"sqlstate": error.sqlstate, "message": error.message}
+        if statement:
+            detail["statement"] = statement[:1000]
+        await self._audit("query refused", state.user, None, **detail)
 
     async def _audit(self, kind: str, user: str, dataset: str | None, **detail: Any) -> None:
         if self.audit is not None:

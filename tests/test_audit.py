@@ -62,3 +62,26 @@ def test_verify_detects_tampering(tmp_path: Path, tamper: str) -> None:
     result = verify(path)
     assert not result.ok and result.problems
     assert cli_verify(path).returncode == 1
+
+
+def test_refusals_before_planning_are_audited(proxy_factory: Callable[..., ProxyProcess]) -> None:
+    """Syntax errors, refused statement kinds and refusals in Parse reach the audit log too."""
+    proxy = proxy_factory()
+    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+        for bad in (
+            "SELEC COUNT(*) FROM employees",
+            "DROP TABLE employees",
+            "SELECT 1; DELETE FROM employees",
+        ):
+            with pytest.raises(psycopg.Error):
+                conn.execute(bad)
+        with pytest.raises(psycopg.Error):
+            conn.execute("SELECT salary FROM employees WHERE age > %s", (30,), prepare=True)
+    with sqlite3.connect(proxy.ledger) as db:
+        refused = [
+            r[0] for r in db.execute("SELECT detail FROM audit WHERE kind = 'query refused' ORDER BY id")
+        ]
+    assert len(refused) == 4
+    assert '"sqlstate": "42601"' in refused[0] and "SELEC COUNT" in refused[0]
+    assert "DROP TABLE employees" in refused[1] and "DELETE FROM employees" in refused[2]
+    assert '"sqlstate": "42501"' in refused[3]
