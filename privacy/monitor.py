@@ -93,6 +93,7 @@ class Monitor:
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        self._known: dict[str, list[Release]] = {}  # parsed history per dataset (see _history)
 
     def close(self) -> None:
         with self._lock:
@@ -175,17 +176,27 @@ class Monitor:
         return cursor.rowcount == 1
 
     def _history(self, dataset: str, since: float) -> list[Release]:
+        """The dataset's fresh answers since `since`, oldest first (at most HISTORY_LIMIT).
+
+        Parsed rows are kept between calls; each call reads only rows added since (by this process
+        or any other sharing the ledger), so the cost does not grow with the history.
+        """
+        known = self._known.setdefault(dataset, [])
+        last = known[-1].id if known else 0
         rows = self._db.execute(
             "SELECT id, at, user_name, question, sizes, size_sd FROM released "
-            "WHERE dataset = ? AND fresh = 1 AND at >= ? ORDER BY id DESC LIMIT ?",
-            (dataset, since, HISTORY_LIMIT),
+            "WHERE dataset = ? AND fresh = 1 AND id > ? AND at >= ? ORDER BY id DESC LIMIT ?",
+            (dataset, last, since, HISTORY_LIMIT),
         ).fetchall()
-        return [
+        known.extend(
             Release(
                 row[0], row[1], row[2], Question.from_json(row[3]), tuple(json.loads(row[4])), row[5], True
             )
             for row in reversed(rows)
-        ]
+        )
+        kept = [r for r in known[-HISTORY_LIMIT:] if r.at >= since]
+        self._known[dataset] = kept
+        return list(kept)
 
     def _raise(self, dataset: str, finding: Finding, now: float, config: Detectors) -> Alert | None:
         """Store a finding as an alert, unless it continues one raised since its first query."""
