@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from privacy import store
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -44,37 +46,27 @@ def _digest(at: float, kind: str, user: str, dataset: str | None, detail: str, p
 
 class AuditLog:
     def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(SCHEMA)
+        self._db = store.connect(path, SCHEMA)
         self._lock = threading.Lock()
 
     def record(self, kind: str, user: str, dataset: str | None = None, **detail: Any) -> None:
         """Append one event (query answered / refused / re-served, policy loaded, ...)."""
         text = json.dumps(detail, sort_keys=True, default=str)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                head = self._db.execute("SELECT hash, count FROM audit_head").fetchone()
-                prev, count = (head[0], head[1]) if head else (GENESIS, 0)
-                at = time.time()
-                digest = _digest(at, kind, user, dataset, text, prev)
-                self._db.execute(
-                    "INSERT INTO audit (at, kind, user_name, dataset, detail, prev_hash, hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (at, kind, user, dataset, text, prev, digest),
-                )
-                self._db.execute(
-                    "INSERT INTO audit_head (one, hash, count) VALUES (1, ?, ?) "
-                    "ON CONFLICT (one) DO UPDATE SET hash = excluded.hash, count = excluded.count",
-                    (digest, count + 1),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with store.immediate(self._db, self._lock):
+            head = self._db.execute("SELECT hash, count FROM audit_head").fetchone()
+            prev, count = (head[0], head[1]) if head else (GENESIS, 0)
+            at = time.time()
+            digest = _digest(at, kind, user, dataset, text, prev)
+            self._db.execute(
+                "INSERT INTO audit (at, kind, user_name, dataset, detail, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (at, kind, user, dataset, text, prev, digest),
+            )
+            self._db.execute(
+                "INSERT INTO audit_head (one, hash, count) VALUES (1, ?, ?) "
+                "ON CONFLICT (one) DO UPDATE SET hash = excluded.hash, count = excluded.count",
+                (digest, count + 1),
+            )
 
     def close(self) -> None:
         with self._lock:

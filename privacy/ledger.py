@@ -11,16 +11,15 @@ debit is on disk. The caller releases an answer only after `debit` returns.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pgerrors import BudgetExhausted
-from privacy import accounting
+from privacy import accounting, store
 from privacy.accounting import NoiseEvent
 from privacy.budget import PureDP
 
@@ -75,11 +74,7 @@ class Ledger:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(SCHEMA)
+        self._db = store.connect(self.path, SCHEMA)
 
     def close(self) -> None:
         with self._lock:
@@ -176,17 +171,8 @@ class Ledger:
             )
             return Balance(dataset, user, total, PureDP(new_spent)), PureDP(new_spent - spent)
 
-    @contextmanager
-    def _immediate(self) -> Iterator[None]:
-        """One write transaction holding SQLite's write lock from the first read to COMMIT."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+    def _immediate(self) -> AbstractContextManager[None]:
+        return store.immediate(self._db, self._lock)
 
     def _record(
         self,

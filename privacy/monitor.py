@@ -18,7 +18,6 @@ Throttles and refusals last `hold_seconds`, or until an admin clears the alert
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from privacy import store
 from privacy.detectors import Finding, Release, find
 from rewriter.policy import Detectors
 from rewriter.question import Question
@@ -86,12 +86,8 @@ class Observation:
 
 class Monitor:
     def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL: the history is defence in depth; the budget's durability is the ledger's (FULL).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(SCHEMA)
+        self._db = store.connect(path, SCHEMA, synchronous="NORMAL")
         self._lock = threading.Lock()
         self._known: dict[str, list[Release]] = {}  # parsed history per dataset (see _history)
 
@@ -128,9 +124,8 @@ class Monitor:
     ) -> Observation:
         """Record a released answer and raise the alerts it completes, atomically."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+        try:
+            with store.immediate(self._db, self._lock):
                 release_id = self._db.execute(
                     "INSERT INTO released (at, dataset, user_name, statement, params, epsilon, fresh, "
                     "question, sizes, size_sd, shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -160,10 +155,9 @@ class Monitor:
                     self._db.execute(
                         "UPDATE released SET withheld = 1, shown = '' WHERE id = ?", (release_id,)
                     )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        except BaseException:
+            self._known.pop(dataset, None)  # it may hold the rolled-back row, whose id can come again
+            raise
         return Observation(release_id, alerts)
 
     def clear(self, alert_id: int) -> bool:
