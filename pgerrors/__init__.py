@@ -20,6 +20,7 @@ class PgError(Exception):
         self.hint = hint
         self.detail = detail
         self.position = position
+        self.audited = False  # set once the audit log has recorded this refusal
 
 
 class SyntaxErrorPg(PgError):

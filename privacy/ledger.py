@@ -11,6 +11,7 @@ debit is on disk. The caller releases an answer only after `debit` returns.
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from pgerrors import BudgetExhausted
 from privacy import accounting, store
 from privacy.accounting import NoiseEvent
 from privacy.budget import PureDP
+from rewriter.policy import Policy
+from rewriter.rules.resolve_dataset import READER_ROLES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -202,6 +205,51 @@ class Ledger:
             (dataset, user, period),
         ).fetchone()
         return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class Account:
+    """One (dataset, user) budget in its current period, as the system views and metrics show it."""
+
+    dataset: str
+    user: str
+    total: float
+    spent: float
+    period: int
+    answers: int  # charged answers in the period
+
+    @property
+    def remaining(self) -> float:
+        return max(self.total - self.spent, 0.0)
+
+
+def current_accounts(db: sqlite3.Connection, policy: Policy, now: float) -> list[Account]:
+    """Every user who may query data, and anyone else who spent, on every dataset, in its current period."""
+    readers = {u for u, spec in policy.users.items() if spec.role in READER_ROLES}
+    out = []
+    for name, dataset in sorted(policy.datasets.items()):
+        period = dataset.budget.period(now)
+        where = (name, period)
+        spent = dict(
+            db.execute("SELECT user_name, spent_micro FROM accounts WHERE dataset = ? AND period = ?", where)
+        )
+        answers = dict(
+            db.execute(
+                "SELECT user_name, count(*) FROM debits WHERE dataset = ? AND period = ? GROUP BY 1", where
+            )
+        )
+        for user in sorted(readers | set(spent)):
+            out.append(
+                Account(
+                    name,
+                    user,
+                    dataset.budget.epsilon,
+                    spent.get(user, 0) / 1_000_000,
+                    period,
+                    answers.get(user, 0),
+                )
+            )
+    return out
 
 
 def _exhausted(

@@ -237,10 +237,9 @@ class Gateway:
                     f"(ε {balance.remaining.epsilon:.2f} of {total.epsilon:.2f} left); "
                     f"{plan.confidence:.0%} intervals shown"
                 )
-                rows = present(plan, Answer.from_json(stored))
-                await self._observe(
-                    plan, state, statement, params, Answer.from_json(stored), rows, 0.0, dataset
-                )
+                answer = Answer.from_json(stored)
+                rows = present(plan, answer)
+                await self._observe(plan, state, statement, params, answer, rows, 0.0, dataset)
                 metrics.QUERIES.labels(plan.dataset, "answered_again", "00000").inc()
                 metrics.CACHE.labels(plan.dataset, "true").inc()
                 await self._audit(
@@ -283,11 +282,10 @@ class Gateway:
                 self.ledger.keep_answer, key, plan.dataset, state.user, answer.to_json()
             )
         started = time.perf_counter()
-        rows = present(plan, Answer.from_json(kept))
+        answer = Answer.from_json(kept)  # another process may have stored its answer first
+        rows = present(plan, answer)
         metrics.PHASE_SECONDS.labels("noise").observe(time.perf_counter() - started)
-        observation = await self._observe(
-            plan, state, statement, params, Answer.from_json(kept), rows, cost.epsilon, dataset
-        )
+        observation = await self._observe(plan, state, statement, params, answer, rows, cost.epsilon, dataset)
         if observation.withheld_by is not None:
             alert = observation.withheld_by
             await self._audit(
@@ -300,7 +298,7 @@ class Gateway:
                 hint="Your queries on this dataset are refused until an admin clears the alert; "
                 "auditors can review it in privacylens.alerts and privacylens.attack_replay.",
             )
-            error.audited = True  # type: ignore[attr-defined]
+            error.audited = True
             raise error
         metrics.QUERIES.labels(plan.dataset, "answered", "00000").inc()
         metrics.CACHE.labels(plan.dataset, "false").inc()
@@ -434,9 +432,9 @@ class Gateway:
     async def audit_refusal(self, state: SessionState, error: PgError, statement: str = "") -> None:
         """Audit a refused statement once, wherever it was refused (parse, plan, budget, limits).
         Transaction-state errors and cancellations are not refusals."""
-        if getattr(error, "audited", False) or error.sqlstate.startswith("25") or error.sqlstate == "57014":
+        if error.audited or error.sqlstate.startswith("25") or error.sqlstate == "57014":
             return
-        error.audited = True  # type: ignore[attr-defined]
+        error.audited = True
         detail: dict[str, Any] = {"sqlstate": error.sqlstate, "message": error.message}
         if statement:
             detail["statement"] = statement[:1000]

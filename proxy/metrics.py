@@ -11,12 +11,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from privacy.ledger import current_accounts
 from rewriter.policy import Policy
 
 ALERT_KINDS = ("differencing", "averaging", "burst")  # privacy.detectors
@@ -71,22 +73,12 @@ class LedgerCollector(Collector):
             "Attack alerts raised, by dataset and heuristic.",
             labels=["dataset", "kind"],
         )
-        readers = sorted(u for u, spec in policy.users.items() if spec.role in ("admin", "analyst"))
-        with sqlite3.connect(f"file:{self._ledger}?mode=ro", uri=True, timeout=5) as db:
-            now = time.time()
+        with closing(sqlite3.connect(f"file:{self._ledger}?mode=ro", uri=True, timeout=5)) as db:
             for name, dataset in sorted(policy.datasets.items()):
-                budget = dataset.budget.epsilon
-                total.add_metric([name], budget)
-                spent = dict(
-                    db.execute(
-                        "SELECT user_name, spent_micro FROM accounts WHERE dataset = ? AND period = ?",
-                        (name, dataset.budget.period(now)),
-                    ).fetchall()
-                )
-                for user in readers:
-                    remaining = max(budget - spent.get(user, 0) / 1_000_000, 0.0)
-                    left.add_metric([name, user], remaining)
-                    ratio.add_metric([name, user], remaining / budget)
+                total.add_metric([name], dataset.budget.epsilon)
+            for account in current_accounts(db, policy, time.time()):
+                left.add_metric([account.dataset, account.user], account.remaining)
+                ratio.add_metric([account.dataset, account.user], account.remaining / account.total)
             counts = {(name, kind): 0 for name in policy.datasets for kind in ALERT_KINDS}  # series from 0
             counts.update(
                 {

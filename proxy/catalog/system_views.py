@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -23,11 +22,12 @@ from typing import Any
 import duckdb
 
 from pgerrors import AccessDenied
+from privacy import store
 from privacy.audit import SCHEMA as AUDIT_SCHEMA
 from privacy.ledger import SCHEMA as LEDGER_SCHEMA
+from privacy.ledger import current_accounts
 from privacy.monitor import SCHEMA as MONITOR_SCHEMA
 from rewriter.policy import Policy
-from rewriter.rules.resolve_dataset import READER_ROLES
 
 SCHEMA = "privacylens"
 _TS, _TEXT, _BIG, _DBL, _BOOL, _INT = "TIMESTAMP", "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "INTEGER"
@@ -87,9 +87,7 @@ class SystemViews:
         self._con = con
         self._policy = policy
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(ledger, check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(LEDGER_SCHEMA + AUDIT_SCHEMA + MONITOR_SCHEMA)
+        self._db = store.connect(ledger, LEDGER_SCHEMA + AUDIT_SCHEMA + MONITOR_SCHEMA)
 
     def refresh(self) -> None:
         """Replace every view's rows with the ledger database's current content."""
@@ -137,29 +135,12 @@ class SystemViews:
 
     def _budget(self, now: float) -> list[tuple]:
         out = []
-        readers = sorted(u for u, spec in self._policy.users.items() if spec.role in READER_ROLES)
-        for name, dataset in sorted(self._policy.datasets.items()):
-            period = dataset.budget.period(now)
-            spent = dict(
-                self._db.execute(
-                    "SELECT user_name, spent_micro FROM accounts WHERE dataset = ? AND period = ?",
-                    (name, period),
-                ).fetchall()
-            )
-            answers = dict(
-                self._db.execute(
-                    "SELECT user_name, count(*) FROM debits WHERE dataset = ? AND period = ? GROUP BY 1",
-                    (name, period),
-                ).fetchall()
-            )
-            days = dataset.budget.refresh_days
-            start = _time((period - 1) * days * 86_400) if days else None
-            end = _time(period * days * 86_400) if days else None
-            total = dataset.budget.epsilon
-            for user in sorted(set(readers) | set(spent)):
-                used = spent.get(user, 0) / 1_000_000
-                out.append((name, user, total, used, max(total - used, 0.0), used / total, start, end,
-                            answers.get(user, 0)))  # fmt: skip
+        for account in current_accounts(self._db, self._policy, now):
+            days = self._policy.datasets[account.dataset].budget.refresh_days
+            start = _time((account.period - 1) * days * 86_400) if days else None
+            end = _time(account.period * days * 86_400) if days else None
+            out.append((account.dataset, account.user, account.total, account.spent, account.remaining,
+                        account.spent / account.total, start, end, account.answers))  # fmt: skip
         return out
 
     def _ledger(self) -> list[tuple]:
