@@ -8,7 +8,7 @@ PORT ?= 6432
 .PHONY: run test lint demo-data clients clean
 
 $(BIN)/privacylens: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --quiet --user virtualenv && $(PYTHON) -m virtualenv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
@@ -23,14 +23,16 @@ run: demo-data
 
 # Real clients the suite drives: psql, pgJDBC, Go lib/pq (Debian), node-postgres (npm); and the real
 # Prometheus (dashboards' PromQL) and docker-compose (`config` validates docker-compose.yml).
-CLIENT_PACKAGES := postgresql-client libpostgresql-jdbc-java golang-go golang-github-lib-pq-dev default-jre-headless nodejs npm \
-	prometheus docker-compose
+# scripts/install-clients.sh installs only the tools that are missing (see docs/setup.md).
+NODE_CLIENTS := tests/clients/node/node_modules/.package-lock.json
 
-clients:
-	@(command -v psql && command -v java && command -v go && command -v npm && test -f /usr/share/java/postgresql.jar \
-	  && test -d /usr/share/gocode/src/github.com/lib/pq && command -v prometheus && command -v docker-compose) >/dev/null \
-	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CLIENT_PACKAGES))
+clients: $(NODE_CLIENTS)
+	@bash scripts/install-clients.sh
+
+$(NODE_CLIENTS): tests/clients/node/package-lock.json
+	@bash scripts/install-clients.sh
 	cd tests/clients/node && npm ci --silent --no-audit --no-fund
+	@touch $@
 
 test: $(BIN)/privacylens clients
 	PRIVACYLENS_REQUIRE_CLIENTS=1 $(BIN)/python -m pytest -q
