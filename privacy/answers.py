@@ -61,6 +61,11 @@ class Answer:
         )
 
 
+# Kept in place of an answer when the engine failed after the debit: asking again re-serves the same
+# failure at no cost instead of re-running the plan, so a failure can be observed once at most.
+FAILED = '{"__failed__":"engine"}'
+
+
 def answer_key(plan: Plan, params: Sequence[Any], policy_version: str, data_version: str) -> str:
     measures = [plan.threshold, *(m for a in plan.aggregates for m in a.measures)]
     parts = {

@@ -44,6 +44,26 @@ def _digest(at: float, kind: str, user: str, dataset: str | None, detail: str, p
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def append(db: sqlite3.Connection, kind: str, user: str, dataset: str | None, detail: dict[str, Any]) -> None:
+    """Append one row inside the caller's write transaction (the ledger's debit uses it, so a debit
+    and its audit row commit together or not at all)."""
+    text = json.dumps(detail, sort_keys=True, default=str)
+    head = db.execute("SELECT hash, count FROM audit_head").fetchone()
+    prev, count = (head[0], head[1]) if head else (GENESIS, 0)
+    at = time.time()
+    digest = _digest(at, kind, user, dataset, text, prev)
+    db.execute(
+        "INSERT INTO audit (at, kind, user_name, dataset, detail, prev_hash, hash) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (at, kind, user, dataset, text, prev, digest),
+    )
+    db.execute(
+        "INSERT INTO audit_head (one, hash, count) VALUES (1, ?, ?) "
+        "ON CONFLICT (one) DO UPDATE SET hash = excluded.hash, count = excluded.count",
+        (digest, count + 1),
+    )
+
+
 class AuditLog:
     def __init__(self, path: str | Path) -> None:
         self._db = store.connect(path, SCHEMA)
@@ -51,22 +71,8 @@ class AuditLog:
 
     def record(self, kind: str, user: str, dataset: str | None = None, **detail: Any) -> None:
         """Append one event (query answered / refused / re-served, policy loaded, ...)."""
-        text = json.dumps(detail, sort_keys=True, default=str)
         with store.immediate(self._db, self._lock):
-            head = self._db.execute("SELECT hash, count FROM audit_head").fetchone()
-            prev, count = (head[0], head[1]) if head else (GENESIS, 0)
-            at = time.time()
-            digest = _digest(at, kind, user, dataset, text, prev)
-            self._db.execute(
-                "INSERT INTO audit (at, kind, user_name, dataset, detail, prev_hash, hash) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (at, kind, user, dataset, text, prev, digest),
-            )
-            self._db.execute(
-                "INSERT INTO audit_head (one, hash, count) VALUES (1, ?, ?) "
-                "ON CONFLICT (one) DO UPDATE SET hash = excluded.hash, count = excluded.count",
-                (digest, count + 1),
-            )
+            append(self._db, kind, user, dataset, detail)
 
     def close(self) -> None:
         with self._lock:

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pgerrors import BudgetExhausted
-from privacy import accounting, store
+from privacy import accounting, audit, store
 from privacy.accounting import NoiseEvent
 from privacy.budget import PureDP
 from rewriter.policy import Policy
@@ -77,7 +78,7 @@ class Ledger:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = store.connect(self.path, SCHEMA)
+        self._db = store.connect(self.path, SCHEMA + audit.SCHEMA)
 
     def close(self) -> None:
         with self._lock:
@@ -96,6 +97,7 @@ class Ledger:
         fingerprint: str,
         period: int = 0,
         refreshes: str = "",
+        audited: dict[str, Any] | None = None,
     ) -> Balance:
         """Charge `cost` atomically, or raise BudgetExhausted without charging anything."""
         if cost.micro <= 0:
@@ -105,7 +107,7 @@ class Ledger:
             if spent + cost.micro > total.micro:
                 raise _exhausted(dataset, cost, PureDP(max(total.micro - spent, 0)), total, refreshes)
             new_spent = spent + cost.micro
-            self._record(dataset, user, period, new_spent, cost.micro, total, fingerprint, None)
+            self._record(dataset, user, period, new_spent, cost.micro, total, fingerprint, None, audited)
             return Balance(dataset, user, total, PureDP(new_spent))
 
     def secret(self, name: str) -> str:
@@ -142,6 +144,7 @@ class Ledger:
         fingerprint: str,
         period: int = 0,
         refreshes: str = "",
+        audited: dict[str, Any] | None = None,
     ) -> tuple[Balance, PureDP]:
         """(ε, δ) datasets: compose the period's events with these and charge the growth of ε at δ.
 
@@ -171,6 +174,7 @@ class Ledger:
                 total,
                 fingerprint,
                 accounting.to_json(events),
+                audited,
             )
             return Balance(dataset, user, total, PureDP(new_spent)), PureDP(new_spent - spent)
 
@@ -187,7 +191,10 @@ class Ledger:
         total: PureDP,
         fingerprint: str,
         events: str | None,
+        audited: dict[str, Any] | None,
     ) -> None:
+        """The debit, the new balance and, when `audited` is given, its "query answered" audit row:
+        one transaction, so no crash can leave a debit without its audit row or the reverse."""
         self._db.execute(
             "INSERT INTO accounts (dataset, user_name, period, spent_micro) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (dataset, user_name, period) DO UPDATE SET spent_micro = excluded.spent_micro",
@@ -198,6 +205,9 @@ class Ledger:
             "fingerprint, period, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (time.time(), dataset, user, cost, new_spent, total.micro, fingerprint, period, events),
         )
+        if audited is not None:
+            detail = {**audited, "fingerprint": fingerprint, "epsilon": cost / 1_000_000}
+            audit.append(self._db, "query answered", user, dataset, detail)
 
     def _spent(self, dataset: str, user: str, period: int) -> int:
         row = self._db.execute(

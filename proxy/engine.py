@@ -10,6 +10,7 @@ or a disconnect can interrupt them.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import duckdb
 from pgerrors import InternalError
 from proxy.running import Limits, RunningQuery, run_interruptible
 from rewriter.policy import Policy
+
+log = logging.getLogger(__name__)
 
 LOCKDOWN = (
     "SET enable_external_access = false",
@@ -34,19 +37,28 @@ class DuckDBEngine:
         # The key of contribution bounding's hash; SQL refers to the macro, never to the value.
         con.execute(f"CREATE MACRO privacylens_secret() AS '{bounding_secret:s}'")
         self._versions: dict[str, str] = {}
-        for name in policy.datasets:
+        unique: set[str] = set()
+        for name, dataset in policy.datasets.items():
             path = policy.source_path(name)
             _load(con, name, path)
-            stat = path.stat()
-            self._versions[name] = hashlib.sha256(
-                f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-            ).hexdigest()[:16]
+            self._versions[name] = content_version(path)
+            if dataset.one_row_per_unit:
+                duplicates = duplicate_units(con, name, dataset.privacy_unit)
+                if duplicates:
+                    log.warning(
+                        "dataset %s declares one_row_per_unit but %d privacy units have several rows: "
+                        "its queries bound each unit to one row in the plan",
+                        name, duplicates,
+                    )  # fmt: skip
+                else:
+                    unique.add(name)
+        self.unique_units = frozenset(unique)
         for statement in LOCKDOWN:
             con.execute(statement)
         self._con = con
 
     def data_version(self, dataset: str) -> str:
-        """Changes when the source file changes: cached answers never outlive their data."""
+        """A fingerprint of the loaded file's content: cached answers never outlive their data."""
         return self._versions[dataset]
 
     async def run(
@@ -66,6 +78,26 @@ def _fetch(cursor: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> tu
     result = cursor.execute(sql, params)
     columns = [d[0] for d in result.description or []]
     return columns, result.fetchall()
+
+
+def content_version(path: Path) -> str:
+    """BLAKE2b of the file's bytes (the file is read whole to load it anyway; about 1 GB/s here)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def duplicate_units(con: duckdb.DuckDBPyConnection, table: str, unit: str) -> int:
+    """How many privacy units have more than one row in `table`."""
+    quoted_table = '"' + table.replace('"', '""') + '"'
+    quoted_unit = '"' + unit.replace('"', '""') + '"'
+    row = con.execute(
+        f"SELECT COUNT(*) FROM (SELECT {quoted_unit} FROM {quoted_table} WHERE {quoted_unit} IS NOT NULL "
+        f"GROUP BY {quoted_unit} HAVING COUNT(*) > 1)"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _load(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> None:

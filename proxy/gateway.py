@@ -22,8 +22,15 @@ from typing import Any
 
 from sqlglot import exp
 
-from pgerrors import AccessDenied, FeatureNotAllowed, InFailedTransaction, NoActiveTransaction, PgError
-from privacy.answers import Answer, answer_key
+from pgerrors import (
+    AccessDenied,
+    FeatureNotAllowed,
+    InFailedTransaction,
+    InternalError,
+    NoActiveTransaction,
+    PgError,
+)
+from privacy.answers import FAILED, Answer, answer_key
 from privacy.audit import AuditLog
 from privacy.budget import PureDP
 from privacy.explain import explain
@@ -229,6 +236,8 @@ class Gateway:
         key = answer_key(plan, params, policy.version, engine.data_version(plan.dataset))
         async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
             stored = await asyncio.to_thread(self.ledger.find_answer, key)
+            if stored == FAILED:
+                raise _engine_failed()
             if stored is not None:
                 balance = await self._balance(plan, state)
                 notice = (
@@ -248,6 +257,8 @@ class Gateway:
                 return Result(_plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
             now = time.time()
             period, refreshes = dataset.budget.period(now), dataset.budget.refreshes(now)
+            # The debit and its "query answered" audit row commit in one transaction.
+            audited = {"delta": plan.delta} if self.audit is not None else None
             if dataset.budget.delta is None:
                 cost = PureDP.from_epsilon(plan.cost)
                 balance = await asyncio.to_thread(
@@ -259,6 +270,7 @@ class Gateway:
                     plan.fingerprint,
                     period,
                     refreshes,
+                    audited,
                 )
             else:  # (ε, δ): the RDP accountant composes this query with everything charged before
                 balance, cost = await asyncio.to_thread(
@@ -271,11 +283,20 @@ class Gateway:
                     plan.fingerprint,
                     period,
                     refreshes,
+                    audited,
                 )
             started = time.perf_counter()
-            engine_columns, engine_rows = await engine.run(
-                plan.engine_sql, params, state.running, self._limits(state)
-            )
+            try:
+                engine_columns, engine_rows = await engine.run(
+                    plan.engine_sql, params, state.running, self._limits(state)
+                )
+            except InternalError:
+                # Accepted plans are total (tests/test_plans_never_fail.py); should one still fail,
+                # the charge stands, the failure is kept as this question's answer and the client
+                # sees the same words whatever the data.
+                await asyncio.to_thread(self.ledger.keep_answer, key, plan.dataset, state.user, FAILED)
+                await self._audit("query failed", state.user, plan.dataset, fingerprint=plan.fingerprint)
+                raise _engine_failed() from None
             metrics.PHASE_SECONDS.labels("engine").observe(time.perf_counter() - started)
             answer = draw_noise(plan, engine_columns, engine_rows)
             kept = await asyncio.to_thread(
@@ -306,14 +327,6 @@ class Gateway:
         suppressed = sum(1 for row in rows if row[-1])
         metrics.GROUPS.labels(plan.dataset, "true").inc(suppressed)
         metrics.GROUPS.labels(plan.dataset, "false").inc(len(rows) - suppressed)
-        await self._audit(
-            "query answered",
-            state.user,
-            plan.dataset,
-            fingerprint=plan.fingerprint,
-            epsilon=cost.epsilon,
-            delta=plan.delta,
-        )
         at_delta = f" at δ {dataset.budget.delta:g}" if dataset.budget.delta is not None else ""
         notice = (
             f'ε spent {cost.epsilon:.2f} of {total.epsilon:.2f}{at_delta} on dataset "{plan.dataset}" '
@@ -419,6 +432,7 @@ class Gateway:
             mechanism=state.settings.mechanism(),
             target_ci_width=state.settings.target_ci_width(),
             declared_parameter_types=declared,
+            unique_units=self.engine.unique_units,
         )
         return plan_query(statement.tree, ctx)
 
@@ -544,6 +558,15 @@ def _show_name(statement: Statement) -> str:
     words = " ".join(statement.words[1:]).strip().strip('"')
     name = re.sub(r"\s*\.\s*", ".", words)
     return _SHOW_ALIASES.get(name.lower(), name) or "all"
+
+
+def _engine_failed() -> PgError:
+    error = InternalError(
+        "this question could not be answered; its ε is spent",
+        hint="Ask it in another way; asking this one again gives this error at no cost.",
+    )
+    error.audited = True
+    return error
 
 
 def _refusal(statement: Statement) -> PgError:

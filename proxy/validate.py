@@ -3,8 +3,9 @@
 The schema check is the loader's (pydantic). The data check reads each dataset's source and fails
 when more than 1% of a column's non-null values lie outside its declared `lower`/`upper` bounds or
 `earliest`/`latest` range (clipping that many values would bias every answer), when a declared
-column is missing from the source, or when the privacy unit has nulls (those rows are never
-counted). Values outside `group_by_values` are reported as notes: they are left out of grouped
+column is missing from the source, when the privacy unit has nulls (those rows are never
+counted), or when a dataset declared `one_row_per_unit` has units with several
+rows. Values outside `group_by_values` are reported as notes: they are left out of grouped
 answers, which may be intended. It reads private data and is for admins only; nothing it prints
 is released to analysts.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from proxy.engine import duplicate_units
 from rewriter.policy import Dataset, Policy
 
 MAX_OUTSIDE = 0.01
@@ -59,6 +61,13 @@ def _check_dataset(
             report.problems.append(
                 f"{name}.{unit}: {nulls} rows have no privacy unit (they are never counted)"
             )
+        if dataset.one_row_per_unit:
+            duplicates = duplicate_units(con, "source", unit)
+            if duplicates:
+                report.problems.append(
+                    f"{name}.{unit}: one_row_per_unit is declared but {duplicates} privacy units have "
+                    "several rows (queries then keep one row per unit, chosen at random)"
+                )
     for column, spec in sorted(dataset.columns.items()):
         if column in missing:
             continue

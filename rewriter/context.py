@@ -19,6 +19,9 @@ class RewriteContext:
     target_ci_width: float | None = None  # SET dp.target_ci_width: choose the smallest ε that meets it
     # Types the client declared for $1..$n in Parse (PostgreSQL type names; None = not declared).
     declared_parameter_types: tuple[str | None, ...] = field(default=())
+    # Datasets declared one_row_per_unit whose engine has verified it on the data it serves; the
+    # others are planned with the bound enforced (one row per unit).
+    unique_units: frozenset[str] = frozenset()
 
     def dataset(self, name: str) -> Dataset:
         return self.policy.datasets[name]

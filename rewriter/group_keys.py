@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -167,8 +168,20 @@ def _bins(item: exp.WidthBucket, dataset: Dataset, name: str) -> tuple[float, fl
             )
         values.append(-float(literal.this) if negative else float(literal.this))
     low, high, count = values
-    if not (low < high and count >= 1 and count.is_integer()):
-        raise FeatureNotAllowed("width_bucket needs low < high and a whole number of buckets")
+    # Every literal that shapes the plan is checked before anything is built from it: the engine
+    # computes (x - low) / (high - low), which must stay finite for every row, and the domain has
+    # count + 2 buckets, which must fit the policy's group limit.
+    if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(high - low) and low < high):
+        raise FeatureNotAllowed(
+            "width_bucket needs finite bounds with low < high",
+            hint="For example: width_bucket(salary, 20000, 250000, 10)",
+        )
+    if not (count.is_integer() and 1 <= count <= dataset.max_groups - 2):
+        raise FeatureNotAllowed(
+            f"width_bucket needs a whole number of buckets from 1 to {dataset.max_groups - 2} "
+            f"(with the two outer buckets, at most {dataset.max_groups} groups, the most the policy allows)",
+            hint="For example: width_bucket(salary, 20000, 250000, 10)",
+        )
     return low, high, int(count)
 
 

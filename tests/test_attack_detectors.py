@@ -45,7 +45,9 @@ def ask(proxy: ProxyProcess, *queries: str, user: str = "analyst", epsilon: floa
 
 
 WIDE = "SELECT COUNT(*), SUM(salary) FROM employees WHERE department = 'Engineering'"
-NARROW = "SELECT COUNT(*), SUM(salary) FROM employees WHERE department = 'Engineering' AND user_id <> 4242"
+NARROW = (
+    "SELECT COUNT(*), SUM(salary) FROM employees WHERE department = 'Engineering' AND salary <> 123456.78"
+)
 
 
 def test_differencing_attack_is_flagged_with_both_queries(proxy_factory: Callable[..., ProxyProcess]) -> None:
@@ -61,7 +63,7 @@ def test_differencing_attack_is_flagged_with_both_queries(proxy_factory: Callabl
 def test_differencing_split_across_accounts(proxy_factory: Callable[..., ProxyProcess]) -> None:
     proxy = proxy_factory(**BIG_BUDGET)
     ask(proxy, WIDE, user="analyst")
-    ask(proxy, NARROW.replace("4242", "77"), user="analyst2")
+    ask(proxy, NARROW.replace("123456.78", "98765.43"), user="analyst2")
     (alert,) = alerts(proxy)
     assert alert[1:4] == ("differencing", "analyst, analyst2", True)
     assert [s[2] for s in replay(proxy, alert[0])] == ["analyst", "analyst2"]

@@ -27,7 +27,7 @@ def test_kill_9_loses_no_debit(proxy_factory: Callable[..., ProxyProcess]) -> No
                 while not stop.is_set():
                     asked += 1  # a new question each time, so none is answered from the cache
                     conn.execute(
-                        f"SELECT COUNT(*) FROM employees WHERE user_id <> -{number * 100000 + asked}"
+                        f"SELECT COUNT(*) FROM employees WHERE age <> -{number * 100000 + asked}"
                     ).fetchall()
                     with lock:
                         answered += 1

@@ -63,8 +63,9 @@ def test_pure_datasets_refuse_gaussian(proxy: ProxyProcess) -> None:
 def test_calibration_meets_its_target() -> None:
     for measures, epsilon, delta in ((1, 1.0, 1e-6), (3, 0.5, 1e-8), (7, 2.0, 1e-5)):
         z = gaussian_multiplier(measures, epsilon, delta)
-        achieved = epsilon_of([NoiseEvent("gaussian", z)] * measures, delta)
-        assert epsilon * 0.999 <= achieved <= epsilon * 1.0001
+        # calibrated by RDP, charged by PLD: never more than the target, and not much less
+        achieved = epsilon_of([NoiseEvent("gaussian", z, 1.0)] * measures, delta)
+        assert epsilon * 0.8 <= achieved <= epsilon * 1.0001
 
 
 @pytest.mark.parametrize(("sigma", "discrete"), [(3.0, True), (40.0, True), (2.5, False), (1e4, False)])

@@ -27,7 +27,8 @@ def rewrite(sql: str) -> str:
     try:
         (statement,) = split_statements(sql)
         assert statement.tree is not None
-        return plan_query(statement.tree, RewriteContext(POLICY, "analyst", "analyst")).engine_sql
+        ctx = RewriteContext(POLICY, "analyst", "analyst", unique_units=frozenset({"employees"}))
+        return plan_query(statement.tree, ctx).engine_sql
     except PgError as error:
         return f"ERROR {error.sqlstate}: {error.message}"
 

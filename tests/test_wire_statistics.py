@@ -23,7 +23,7 @@ def test_released_count_noise_matches_theory(proxy: ProxyProcess, data_file: Pat
         conn.execute("SET dp.epsilon = 1")
         rows = [  # an always-true extra filter makes each a new question, so each gets fresh noise
             conn.execute(
-                f"SELECT COUNT(*) AS n FROM employees WHERE department = 'Legal' AND user_id <> -{i}"
+                f"SELECT COUNT(*) AS n FROM employees WHERE department = 'Legal' AND age <> -{i}"
             ).fetchone()
             for i in range(DRAWS)
         ]

@@ -6,6 +6,9 @@
   aggregate on (SUM and AVG need clipping bounds). A raw column outside an aggregate is refused.
 - WHERE: filterable columns only, and no aggregates.
 - ORDER BY: released output columns or group-by columns only.
+- The privacy unit is never an analysis column: only COUNT(DISTINCT unit) may name it. Filtering,
+  grouping or bucketing on it has no analytic use and is the lever of differencing, timing and
+  oracle attacks on one person.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from rewriter.tree import AGGREGATES, PERMISSION, aggregate_name, dataset_name, 
 def check_column_access(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
     name = dataset_name(tree)
     dataset = ctx.dataset(name)
+    _check_privacy_unit(tree, dataset, name)
     keys = group_keys(tree, dataset, name)
     grouped = {key.key for key in keys}
     for item in tree.expressions:
@@ -49,6 +53,21 @@ def check_column_access(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
             plain = {k.column for k in keys if k.unit is None and k.bins is None and k.labels is None}
             _check_order_item(ordered, outputs, plain)
     return tree
+
+
+def _check_privacy_unit(tree: exp.Select, dataset: Dataset, name: str) -> None:
+    unit = dataset.privacy_unit
+    for column in tree.find_all(exp.Column):
+        if column.name != unit or not column.table:
+            continue
+        parent = column.parent
+        if isinstance(parent, exp.Distinct) and isinstance(parent.parent, exp.Count):
+            continue
+        raise AccessDenied(
+            f'column "{unit}" is the privacy unit of dataset "{name}": it can only be counted, '
+            "never filtered, grouped or aggregated",
+            hint=f"COUNT(DISTINCT {unit}) counts people; filter and group by the other columns.",
+        )
 
 
 def _check_select_item(item: exp.Expression, grouped: set[str], dataset: Dataset, name: str) -> None:

@@ -13,11 +13,13 @@ parameters are cast to the type inferred for them.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
 
+from rewriter import fixed_point
 from rewriter.context import RewriteContext
 from rewriter.group_keys import KeySpec, group_keys, key_of
 from rewriter.plan import POLICY_TO_PG, PgType
@@ -67,9 +69,12 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
     key_positions: dict[int, int] = {}
     aggregates: list[MeasuredAggregate] = []
     # The noisy group size counts privacy units (one per unit per group, whatever its rows).
+    # `one_row_per_unit` is trusted only once the engine has checked it on the data it serves
+    # (ctx.unique_units); otherwise the plan enforces it like any bound: one row per unit.
+    unique = dataset.one_row_per_unit and name in ctx.unique_units
     group_size = (
         exp.Count(this=exp.Star())
-        if dataset.one_row_per_unit
+        if unique
         else exp.Count(this=exp.Distinct(expressions=[_col(dataset.privacy_unit)]))
     )
     measures: list[exp.Expression] = [exp.alias_(group_size, THRESHOLD_MEASURE)]
@@ -97,7 +102,8 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
         else _in_domain(key, dataset.columns[key.column])
         for key, engine_key in zip(keys, engine_keys, strict=True)
     ]
-    if dataset.one_row_per_unit:
+    if unique:
+        conditions.append(exp.Not(this=exp.Is(this=_col(dataset.privacy_unit), expression=exp.Null())))
         engine = exp.select(
             *(exp.alias_(k.copy(), f"__k{i}") for i, k in enumerate(engine_keys)), *measures, copy=False
         ).from_(exp.to_table(name, quoted=True), copy=False)
@@ -172,25 +178,36 @@ def _engine_key(key: KeySpec, parameter_types: tuple[PgType, ...], dataset: Data
     if key.labels is not None:  # CASE: each WHEN regenerated like WHERE (values TRY_CAST)
         case = key.expression
         assert isinstance(case, exp.Case)
+        numeric = not isinstance(key.labels[0], str)
+
+        def label(node: exp.Expression) -> exp.Expression:
+            # Numeric labels are the domain's floats: the engine must produce the same values.
+            return exp.cast(node.copy(), "DOUBLE") if numeric else node.copy()
+
         ifs = [
-            exp.If(this=_engine_where(branch.this, parameter_types, dataset), true=branch.args["true"].copy())
+            exp.If(this=_engine_where(branch.this, parameter_types, dataset), true=label(branch.args["true"]))
             for branch in case.args.get("ifs") or []
         ]
         default = case.args.get("default")
-        return exp.Case(ifs=ifs, default=default.copy() if default is not None else None)
+        return exp.Case(ifs=ifs, default=label(default) if default is not None else None)
     if key.bins is not None:  # width_bucket, which DuckDB lacks, as PostgreSQL defines it
-        low, high, count = key.bins
-        sql = (
-            f"CASE WHEN {_col(key.column).sql('duckdb')} < {low!r} THEN 0 "
-            f"WHEN {_col(key.column).sql('duckdb')} >= {high!r} THEN {count + 1} "
-            f"ELSE CAST(floor(({_col(key.column).sql('duckdb')} - {low!r}) * {count} / ({high!r} - {low!r})) "
-            f"AS INTEGER) + 1 END"
-        )
-        return sqlglot.parse_one(sql, read="duckdb")
+        return _width_bucket(_col(key.column).sql("duckdb"), *key.bins)
     if key.unit is None:
         return _col(key.column)
     truncated = exp.Anonymous(this="date_trunc", expressions=[exp.Literal.string(key.unit), _col(key.column)])
     return exp.cast(truncated, "TIMESTAMP")
+
+
+def _width_bucket(column: str, low: float, high: float, count: int) -> exp.Expression:
+    """Total on every row: `group_keys` checked that low, high and high - low are finite, so the
+    ratio below is in [0, 1); NaN sorts above every number in DuckDB and lands in the top bucket, as
+    +inf does; the cast cannot fail, and rounding at the edge is kept inside 1..count."""
+    ratio = f"(CAST({column} AS DOUBLE) - {low!r}) / {high - low!r}"
+    sql = (
+        f"CASE WHEN {column} < {low!r} THEN 0 WHEN {column} >= {high!r} THEN {count + 1} "
+        f"ELSE LEAST({count}, GREATEST(1, TRY_CAST(floor({ratio} * {count}) AS INTEGER) + 1)) END"
+    )
+    return sqlglot.parse_one(sql, read="duckdb")
 
 
 def _col(name: str) -> exp.Column:
@@ -212,6 +229,62 @@ def _clipped(column_name: str, column: Column) -> exp.Expression:
 
 def _num(value: float) -> exp.Expression:
     return exp.cast(exp.Literal.number(repr(float(value))), "DOUBLE")
+
+
+def _sql(value: exp.Expression) -> str:
+    return value.sql("duckdb")
+
+
+@dataclass(frozen=True)
+class _Scaled:
+    """A column clipped and rounded to multiples of 2^-f, as BIGINT SQL (NULL stays NULL)."""
+
+    sql: str
+    f: int
+    midpoint: int  # round(midpoint · 2^f)
+
+    def total(self, values: str, f: int | None = None) -> exp.Expression:
+        """SUM of BIGINT `values` (exact, any order), back to real units."""
+        unit = 2.0 ** -(self.f if f is None else f)
+        return sqlglot.parse_one(f"CAST(SUM({values}) AS DOUBLE) * {unit!r}", read="duckdb")
+
+
+def _scaled(column_name: str, column: Column) -> _Scaled:
+    """Every value lands in [ceil(lower·2^f), floor(upper·2^f)] · 2^-f, inside the declared bounds;
+    NaN and +inf clip to upper, -inf to lower; no cast can fail (|value · 2^f| <= 2^60)."""
+    assert column.lower is not None and column.upper is not None
+    f = fixed_point.exponent(max(abs(column.lower), abs(column.upper)))
+    scale = 2.0**f
+    low, high = math.ceil(column.lower * scale), math.floor(column.upper * scale)
+    col = _sql(_col(column_name))
+    sql = (
+        f"(CASE WHEN {col} IS NULL THEN NULL WHEN {col} < {_sql(_num(column.lower))} THEN {low} "
+        f"WHEN {col} > {_sql(_num(column.upper))} THEN {high} "
+        f"ELSE GREATEST({low}, LEAST({high}, CAST(round(CAST({col} AS DOUBLE) * {scale!r}) AS BIGINT))) END)"
+    )
+    return _Scaled(sql, f, round((column.lower + column.upper) / 2 * scale))
+
+
+def _centred_squares(scaled: _Scaled, column: Column) -> exp.Expression:
+    """Σ (x - midpoint)², each square rounded to multiples of 2^-g and capped at the bound used for
+    its sensitivity (`deviation_bound(column)`²), summed exactly."""
+    assert column.lower is not None and column.upper is not None
+    bound = deviation_bound(column) ** 2
+    g = fixed_point.exponent(bound)
+    cap = math.floor(bound * 2.0**g)
+    deviation = f"CAST({scaled.sql} - {scaled.midpoint} AS DOUBLE)"
+    square = (
+        f"CASE WHEN {scaled.sql} IS NULL THEN NULL ELSE LEAST({cap}, "
+        f"CAST(round({deviation} * {deviation} * {2.0 ** (g - 2 * scaled.f)!r}) AS BIGINT)) END"
+    )
+    return scaled.total(square, g)
+
+
+def deviation_bound(column: Column) -> float:
+    """The most a rounded value can differ from the rounded midpoint: (upper - lower) / 2 plus one step."""
+    assert column.lower is not None and column.upper is not None
+    radius = (column.upper - column.lower) / 2
+    return radius + fixed_point.resolution(max(abs(column.lower), abs(column.upper)))
 
 
 def _measure(
@@ -255,22 +328,19 @@ def _measure(
     if function == "count":
         expr: exp.Expression = exp.Count(this=_col(argument.name))
         return MeasuredAggregate(name, "count", column, (f"__m{index}",)), [exp.alias_(expr, f"__m{index}")]
-    clipped = _clipped(argument.name, column)
+    scaled = _scaled(argument.name, column)
     if function == "sum":
         return MeasuredAggregate(name, "sum", column, (f"__m{index}",)), [
-            exp.alias_(exp.Sum(this=clipped), f"__m{index}")
+            exp.alias_(scaled.total(scaled.sql), f"__m{index}")
         ]
-    assert column.lower is not None and column.upper is not None
-    midpoint = (column.lower + column.upper) / 2
+    centred = scaled.total(f"{scaled.sql} - {scaled.midpoint}")
     if function.startswith(("var", "stddev")):  # centred sum of squares, centred sum, count
-        deviation = exp.Paren(this=exp.Sub(this=clipped, expression=_num(midpoint)))
         names = (f"__m{index}q", f"__m{index}s", f"__m{index}c")
         return MeasuredAggregate(name, function, column, names), [
-            exp.alias_(exp.Sum(this=exp.Mul(this=deviation, expression=deviation.copy())), names[0]),
-            exp.alias_(exp.Sum(this=deviation.copy()), names[1]),
+            exp.alias_(_centred_squares(scaled, column), names[0]),
+            exp.alias_(centred, names[1]),
             exp.alias_(exp.Count(this=_col(argument.name)), names[2]),
         ]
-    centred = exp.Sum(this=exp.Sub(this=clipped, expression=_num(midpoint)))
     return MeasuredAggregate(name, "avg", column, (f"__m{index}s", f"__m{index}c")), [
         exp.alias_(centred, f"__m{index}s"),
         exp.alias_(exp.Count(this=_col(argument.name)), f"__m{index}c"),
@@ -320,7 +390,10 @@ def _engine_where(
     """
 
     def typed(value: exp.Expression, column: exp.Column) -> exp.Expression:
-        engine_type = DUCKDB_TYPES[POLICY_TO_PG[dataset.columns[column.name].type]]
+        column_type = dataset.columns[column.name].type
+        engine_type = DUCKDB_TYPES[POLICY_TO_PG[column_type]]
+        if column_type in INTEGER_RANGES and not _fits_integer(value, INTEGER_RANGES[column_type]):
+            engine_type = "DOUBLE"  # `age > 30.5` compares in the literal's precision, never rounded
         return exp.TryCast(this=_value(value), to=exp.DataType.build(engine_type))
 
     def _value(node: exp.Expression) -> exp.Expression:
@@ -372,6 +445,22 @@ def _engine_where(
         return rebuilt(node, this=typed(node.this, column), expression=_col(column.name))
 
     return rewrite(condition)
+
+
+INTEGER_RANGES = {"integer": 2**31, "bigint": 2**63}
+
+
+def _fits_integer(value: exp.Expression, limit: int) -> bool:
+    """False for a numeric literal that is fractional or outside the column type's range."""
+    while isinstance(value, (exp.Paren, exp.Neg)):
+        value = value.this
+    if not (isinstance(value, exp.Literal) and not value.is_string):
+        return True
+    try:
+        number = float(value.this)
+    except ValueError:
+        return True
+    return number.is_integer() and -limit <= number < limit
 
 
 def _parameter_types(tree: exp.Select, dataset: Dataset, ctx: RewriteContext) -> tuple[PgType, ...]:

@@ -21,8 +21,9 @@ from fractions import Fraction
 from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed, InvalidParameterValue
-from privacy.accounting import NoiseEvent, gaussian_multiplier
+from privacy.accounting import NoiseEvent, events_of, gaussian_multiplier, pure_event
 from privacy.mechanisms import mechanism
+from rewriter import fixed_point
 from rewriter.context import RewriteContext
 from rewriter.group_keys import KeySpec, key_of
 from rewriter.having import Condition, compile_having
@@ -37,7 +38,7 @@ from rewriter.plan import (
     SortKey,
 )
 from rewriter.policy import Dataset
-from rewriter.rules.clip_values import THRESHOLD_MEASURE, ClippedQuery, MeasuredAggregate
+from rewriter.rules.clip_values import THRESHOLD_MEASURE, ClippedQuery, MeasuredAggregate, deviation_bound
 
 
 def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
@@ -192,9 +193,8 @@ def _choose_mechanism(
         )
     measures = [threshold, *(m for a in aggregates for m in a.measures)]
     if kind != "gaussian":
-        vectors = {m.vector or m.engine_column: m for m in measures}  # a histogram is one release
-        events = tuple(NoiseEvent("laplace", m.scale / m.sensitivity) for m in vectors.values())
-        return threshold, aggregates, 0.0, events if dataset.budget.delta is not None else ()
+        events = _laplace_events(measures, k, dataset) if dataset.budget.delta is not None else ()
+        return threshold, aggregates, 0.0, events
     if any(a.function == "quantile" for a in aggregates):
         raise FeatureNotAllowed("quantiles use Laplace noise", hint="SET dp.mechanism = laplace")
     delta = ctx.delta if ctx.delta is not None else dataset.query.default_delta
@@ -214,7 +214,30 @@ def _choose_mechanism(
         Aggregate(a.name, a.function, tuple(gaussian(m) for m in a.measures), a.pg_type, a.lower, a.upper)
         for a in aggregates
     )
-    return gaussian(threshold), converted, delta, tuple(NoiseEvent("gaussian", z) for _ in measures)
+    noised = [gaussian(threshold), *(m for a in converted for m in a.measures)]
+    events = tuple(
+        e for m in noised for e in events_of("gaussian", m.discrete, m.scale, m.sensitivity / math.sqrt(k), k)
+    )
+    return gaussian(threshold), converted, delta, events
+
+
+def _laplace_events(measures: list[Measure], k: int, dataset: Dataset) -> tuple[NoiseEvent, ...]:
+    """Every noise draw as an event (privacy.accounting): a unit moves at most k groups of a measure,
+    each by at most Δ₁ / k. A histogram's bins are one vector a unit's rows may spread over freely:
+    one discrete Laplace event when a unit has a single row, else its pure-ε bound."""
+    rows = k * dataset.bounds().max_rows_per_group
+    events: list[NoiseEvent] = []
+    histograms: dict[str, Measure] = {}
+    for m in measures:
+        if m.vector:
+            histograms.setdefault(m.vector, m)
+        else:
+            events += events_of("laplace", m.discrete, m.scale, m.sensitivity / k, k)
+    for m in histograms.values():
+        events += (
+            events_of("laplace", True, m.scale, 1, 1) if rows == 1 else [pure_event(m.scale, m.sensitivity)]
+        )
+    return tuple(events)
 
 
 def _query_epsilon(ctx: RewriteContext, dataset_name: str) -> float:
@@ -247,26 +270,30 @@ def _noised(aggregate: MeasuredAggregate, share: Fraction, k: int, m: int) -> Ag
         return Aggregate(aggregate.name, "count", (Measure(measure, rows, epsilon, True),), "int8")
     assert column is not None and column.lower is not None and column.upper is not None
     lower, upper = column.lower, column.upper
+    # Sums are exact sums of values rounded to the column's resolution (rewriter.fixed_point): a
+    # centred value is within `deviation_bound` of the midpoint; the final rounding adds FINAL_ROUNDING.
+    slack = 1 + fixed_point.FINAL_ROUNDING
+    radius = deviation_bound(column)
     if aggregate.function == "sum":
         (measure,) = aggregate.measures
-        sensitivity = rows * max(abs(lower), abs(upper))
+        sensitivity = rows * max(abs(lower), abs(upper)) * slack
         return Aggregate(
             aggregate.name, "sum", (Measure(measure, sensitivity, epsilon, False),), "float8", lower, upper
         )
     if aggregate.function.startswith("quantile:"):  # one histogram: a row lands in exactly one bin
         fraction = float(aggregate.function.split(":", 1)[1])
-        bins = tuple(Measure(b, rows, epsilon, True, vector=aggregate.name) for b in aggregate.measures)
+        vector = aggregate.measures[0]  # an engine column: unique per aggregate (output names may repeat)
+        bins = tuple(Measure(b, rows, epsilon, True, vector=vector) for b in aggregate.measures)
         return Aggregate(aggregate.name, "quantile", bins, "float8", lower, upper, fraction)
     if aggregate.function.startswith(("var", "stddev")):
         squares, centred_sum, count = aggregate.measures
-        radius = (upper - lower) / 2
         third = _float_down(share / 3)
         return Aggregate(
             aggregate.name,
             aggregate.function,  # type: ignore[arg-type]
             (
-                Measure(squares, rows * radius * radius, third, False),
-                Measure(centred_sum, rows * radius, third, False),
+                Measure(squares, rows * radius * radius * slack, third, False),
+                Measure(centred_sum, rows * radius * slack, third, False),
                 Measure(count, rows, third, True),
             ),
             "float8",
@@ -278,7 +305,7 @@ def _noised(aggregate: MeasuredAggregate, share: Fraction, k: int, m: int) -> Ag
         aggregate.name,
         "avg",
         (
-            Measure(centred_sum, rows * (upper - lower) / 2, half, False),
+            Measure(centred_sum, rows * radius * slack, half, False),
             Measure(count, rows, half, True),
         ),
         "float8",
