@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -62,6 +63,24 @@ def append(db: sqlite3.Connection, kind: str, user: str, dataset: str | None, de
         "ON CONFLICT (one) DO UPDATE SET hash = excluded.hash, count = excluded.count",
         (digest, count + 1),
     )
+
+
+_SECRET_WORDS = re.compile(r"\b(password|passwd|secret|token|credential|encrypted|api_?key)\b", re.I)
+_LITERALS = re.compile(r"'(?:[^']|'')*'?|\$([A-Za-z_]*)\$.*?\$\1\$", re.S)
+
+
+def redact(statement: str) -> str:
+    """A statement as the audit log keeps it: when it may carry a secret (CREATE USER ... PASSWORD,
+    a token), every quoted literal is replaced by '***'.
+
+    >>> redact("CREATE USER bob PASSWORD 'hunter2'")
+    "CREATE USER bob PASSWORD '***'"
+    >>> redact("SELECT COUNT(*) FROM t WHERE d = 'Sales'")
+    "SELECT COUNT(*) FROM t WHERE d = 'Sales'"
+    """
+    if not _SECRET_WORDS.search(statement):
+        return statement
+    return _LITERALS.sub("'***'", statement)
 
 
 class AuditLog:

@@ -31,7 +31,7 @@ from pgerrors import (
     PgError,
 )
 from privacy.answers import FAILED, Answer, answer_key
-from privacy.audit import AuditLog
+from privacy.audit import AuditLog, redact
 from privacy.budget import PureDP
 from privacy.explain import explain
 from privacy.ledger import Balance, Ledger
@@ -169,6 +169,7 @@ class Gateway:
             )
         kind = statement.kind
         if self._reads_no_data(statement):
+            self.rate_limiter.take("", state.user)  # data-less statements cost the engine too
             query = self._catalog_query(statement, state, declared)
             if query.system_views and self.catalog.system_views is not None:
                 await asyncio.to_thread(self.catalog.system_views.refresh)
@@ -225,7 +226,9 @@ class Gateway:
         params: Sequence[Any],
         declared: tuple[str | None, ...],
     ) -> Result:
-        self.rate_limiter.take(state.database, state.user)
+        # Keyed on the authenticated user as the policy defines them, never on anything the client picks
+        # (such as the database name in the startup message).
+        self.rate_limiter.take("", state.user)
         policy, engine = self.policy, self.engine  # a policy reload must not change them mid-query
         started = time.perf_counter()
         plan = self._plan(statement, state, declared)
@@ -451,7 +454,7 @@ class Gateway:
         error.audited = True
         detail: dict[str, Any] = {"sqlstate": error.sqlstate, "message": error.message}
         if statement:
-            detail["statement"] = statement[:1000]
+            detail["statement"] = redact(statement)[:1000]
         await self._audit("query refused", state.user, None, **detail)
 
     async def _audit(self, kind: str, user: str, dataset: str | None, **detail: Any) -> None:

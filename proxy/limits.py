@@ -36,9 +36,9 @@ class RateLimiter:
             if tokens < 1.0:
                 self._buckets[(tenant, user)] = (tokens, now)
                 wait = (1.0 - tokens) / rate
+                where = f' on tenant "{tenant}"' if tenant else ""
                 raise TooManyRequests(
-                    f'rate limit reached: at most {self.per_minute} queries a minute for user "{user}" '
-                    f'on database "{tenant}"',
+                    f'rate limit reached: at most {self.per_minute} queries a minute for user "{user}"{where}',
                     hint=f"Retry in {wait:.1f} s. An admin sets the limit (max_queries_per_minute).",
                 )
             self._buckets[(tenant, user)] = (tokens - 1.0, now)

@@ -54,7 +54,7 @@ SETTINGS = (
     Setting(
         "max_queries_per_minute",
         "600",
-        "DP queries each user may run per minute on each database (tenant) (0: no limit); more get 53300.",
+        "Queries (DP and data-less) each user may run per minute (0: no limit); more get 53300.",
     ),
 )
 

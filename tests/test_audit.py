@@ -41,6 +41,25 @@ def test_queries_and_refusals_are_audited(proxy_factory: Callable[..., ProxyProc
     assert out.returncode == 0 and "intact: 4 rows" in out.stdout
 
 
+def test_every_debit_has_its_audit_row_and_secrets_are_redacted(
+    proxy_factory: Callable[..., ProxyProcess],
+) -> None:
+    proxy = proxy_factory(**{"budget.epsilon": 5.0})
+    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+        for age in (20, 21, 22):
+            conn.execute(f"SELECT COUNT(*) FROM employees WHERE age > {age}")
+        with pytest.raises(psycopg.Error):
+            conn.execute("CREATE USER mallory PASSWORD 'hunter2-secret'")
+    with sqlite3.connect(proxy.ledger) as db:
+        debits = db.execute("SELECT fingerprint FROM debits ORDER BY id").fetchall()
+        answered = db.execute(
+            "SELECT json_extract(detail, '$.fingerprint') FROM audit WHERE kind = 'query answered' ORDER BY id"
+        ).fetchall()
+        details = " ".join(r[0] for r in db.execute("SELECT detail FROM audit"))
+    assert len(debits) == 3 and debits == answered  # written in the same transaction as each debit
+    assert "hunter2" not in details and "CREATE USER mallory PASSWORD '***'" in details
+
+
 @pytest.mark.parametrize(
     "tamper",
     [

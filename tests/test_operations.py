@@ -118,7 +118,7 @@ def test_production_mode_refuses_development_settings(tmp_path: Path, data_file:
     assert "jwt_secret is shorter than 32 bytes" in out.stderr
 
 
-def test_rate_limit_per_tenant_and_user(proxy_factory: Callable[..., ProxyProcess]) -> None:
+def test_rate_limit_per_user_whatever_the_database_name(proxy_factory: Callable[..., ProxyProcess]) -> None:
     proxy = proxy_factory(_args=["--max-queries-per-minute", "5"], **{"budget.epsilon": 1000.0})
     with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
         for age in range(20, 25):
@@ -126,11 +126,13 @@ def test_rate_limit_per_tenant_and_user(proxy_factory: Callable[..., ProxyProces
         with pytest.raises(psycopg.errors.TooManyConnections, match="rate limit reached") as raised:
             conn.execute("SELECT COUNT(*) FROM employees")
         assert "Retry in" in (raised.value.diag.message_hint or "")
-        conn.execute("SELECT count(*) FROM pg_catalog.pg_class")  # catalog queries are not limited
+        with pytest.raises(psycopg.errors.TooManyConnections):  # data-less statements count too
+            conn.execute("SELECT count(*) FROM pg_catalog.pg_class")
         conn.execute("SHOW dp.epsilon")
-    other_tenant = proxy.dsn().rsplit("/", 1)[0] + "/finance"
-    with psycopg.connect(other_tenant, autocommit=True) as conn:
-        conn.execute("SELECT COUNT(*) FROM employees WHERE age > 40")
+    other_database = proxy.dsn().rsplit("/", 1)[0] + "/finance"  # picking another dbname resets nothing
+    with psycopg.connect(other_database, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.TooManyConnections):
+            conn.execute("SELECT COUNT(*) FROM employees WHERE age > 40")
     with psycopg.connect(proxy.dsn("analyst2"), autocommit=True) as conn:
         conn.execute("SELECT COUNT(*) FROM employees WHERE age > 40")
 
