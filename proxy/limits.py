@@ -38,7 +38,8 @@ class RateLimiter:
                 wait = (1.0 - tokens) / rate
                 where = f' on tenant "{tenant}"' if tenant else ""
                 raise TooManyRequests(
-                    f'rate limit reached: at most {self.per_minute} queries a minute for user "{user}"{where}',
+                    f"rate limit reached: at most {self.per_minute} queries a minute "
+                    f'for user "{user}"{where}',
                     hint=f"Retry in {wait:.1f} s. An admin sets the limit (max_queries_per_minute).",
                 )
             self._buckets[(tenant, user)] = (tokens - 1.0, now)

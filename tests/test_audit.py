@@ -53,7 +53,8 @@ def test_every_debit_has_its_audit_row_and_secrets_are_redacted(
     with sqlite3.connect(proxy.ledger) as db:
         debits = db.execute("SELECT fingerprint FROM debits ORDER BY id").fetchall()
         answered = db.execute(
-            "SELECT json_extract(detail, '$.fingerprint') FROM audit WHERE kind = 'query answered' ORDER BY id"
+            "SELECT json_extract(detail, '$.fingerprint') FROM audit "
+            "WHERE kind = 'query answered' ORDER BY id"
         ).fetchall()
         details = " ".join(r[0] for r in db.execute("SELECT detail FROM audit"))
     assert len(debits) == 3 and debits == answered  # written in the same transaction as each debit

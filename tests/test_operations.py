@@ -130,9 +130,11 @@ def test_rate_limit_per_user_whatever_the_database_name(proxy_factory: Callable[
             conn.execute("SELECT count(*) FROM pg_catalog.pg_class")
         conn.execute("SHOW dp.epsilon")
     other_database = proxy.dsn().rsplit("/", 1)[0] + "/finance"  # picking another dbname resets nothing
-    with psycopg.connect(other_database, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.TooManyConnections):
-            conn.execute("SELECT COUNT(*) FROM employees WHERE age > 40")
+    with (
+        psycopg.connect(other_database, autocommit=True) as conn,
+        pytest.raises(psycopg.errors.TooManyConnections),
+    ):
+        conn.execute("SELECT COUNT(*) FROM employees WHERE age > 40")
     with psycopg.connect(proxy.dsn("analyst2"), autocommit=True) as conn:
         conn.execute("SELECT COUNT(*) FROM employees WHERE age > 40")
 
