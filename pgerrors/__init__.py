@@ -134,6 +134,13 @@ class DuplicateCursor(PgError):
     sqlstate = "42P03"
 
 
+class StatementTooComplex(PgError):
+    """A statement over the server's limits: too long, too deep, too many terms, too many rows, or
+    too long to plan. Checked before the work is done, so one client cannot stall the others."""
+
+    sqlstate = "54001"
+
+
 class InternalError(PgError):
     """Something broke inside PrivacyLens. The message never carries data."""
 

@@ -25,6 +25,7 @@ from pgerrors import (
     UndefinedPreparedStatement,
 )
 from proxy.gateway import Description, Gateway, Result, SessionState
+from proxy.running import plan_off_loop
 from proxy.session_settings import CLIENT_DEFAULTS, DISPLAY_NAMES, REPORTED, SERVER_PARAMETERS, Settings
 from proxy.wire import codec
 from proxy.wire.types import declared_type, decode_parameter, encoder, oid_of, size_of
@@ -138,11 +139,11 @@ class Connection:
 
     async def simple_query(self, body: bytes) -> None:
         try:
-            statements = split_statements(codec.parse_query(body))
+            statements = await plan_off_loop(split_statements, codec.parse_query(body))
             if not statements:
                 self.out += codec.empty_query_response()
             else:
-                self._check_all(statements)
+                await plan_off_loop(self._check_all, statements)
                 for statement in statements:
                     result = await self.run_statement(statement)
                     self.send_result(result, None, formats=())
@@ -237,13 +238,15 @@ class Connection:
         message = codec.parse_parse(body)
         if message.name and message.name in self.prepared:
             raise PgError(f'prepared statement "{message.name}" already exists')
-        statements = split_statements(message.query)
+        statements = await plan_off_loop(split_statements, message.query)
         if len(statements) > 1:
             raise SyntaxErrorPg("cannot insert multiple commands into a prepared statement")
         statement = statements[0] if statements else None
         declared = tuple(declared_type(oid) for oid in message.parameter_oids)
         description = (
-            self.gateway.describe(statement, self.state, declared) if statement else Description((), None)
+            await plan_off_loop(self.gateway.describe, statement, self.state, declared)
+            if statement
+            else Description((), None)
         )
         self.prepared[message.name] = Prepared(statement, message.parameter_oids, declared, description)
         self.out += codec.parse_complete()

@@ -43,7 +43,7 @@ from proxy.catalog.system_views import SCHEMA as SYSTEM_SCHEMA
 from proxy.catalog.system_views import readable
 from proxy.engine import DuckDBEngine
 from proxy.limits import RateLimiter
-from proxy.running import Limits, RunningQuery
+from proxy.running import Limits, RunningQuery, plan_off_loop
 from proxy.session_settings import SERVER_VERSION_LONG, Settings
 from rewriter.catalog_query import CatalogQuery, plan_catalog, reads_no_data
 from rewriter.context import RewriteContext
@@ -231,7 +231,7 @@ class Gateway:
         self.rate_limiter.take("", state.user)
         policy, engine = self.policy, self.engine  # a policy reload must not change them mid-query
         started = time.perf_counter()
-        plan = self._plan(statement, state, declared)
+        plan = await plan_off_loop(self._plan, statement, state, declared)
         metrics.PHASE_SECONDS.labels("plan").observe(time.perf_counter() - started)
         dataset = policy.datasets[plan.dataset]
         await self._apply_holds(plan, state, dataset)
@@ -403,7 +403,7 @@ class Gateway:
                 "EXPLAIN applies to DP queries over a dataset",
                 hint="EXPLAIN SELECT department, COUNT(*) FROM employees GROUP BY department",
             )
-        plan = self._plan(statement.inner, state, declared)
+        plan = await plan_off_loop(self._plan, statement.inner, state, declared)
         dataset = self.policy.datasets[plan.dataset]
         total = PureDP.total(dataset.budget.epsilon)
         balance = await self._balance(plan, state)

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import duckdb
 
-from pgerrors import QueryCanceled
+from pgerrors import QueryCanceled, StatementTooComplex
 
 T = TypeVar("T")
 POLL_SECONDS = 0.05
@@ -39,6 +39,22 @@ class RunningQuery:
         with self._lock:
             if self._cursor is not None:
                 self._cursor.interrupt()
+
+
+PLAN_SECONDS = 5.0
+
+
+async def plan_off_loop(work: Callable[..., T], *args: object) -> T:
+    """Parse, check or plan in a worker thread so a heavy statement never stalls other sessions;
+    refused with 54001 when it takes longer than PLAN_SECONDS (the size limits in rewriter.parse keep
+    the thread's remaining work bounded)."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(work, *args), PLAN_SECONDS)
+    except TimeoutError:
+        raise StatementTooComplex(
+            f"this statement took more than {PLAN_SECONDS:g} s to plan",
+            hint="Split the question into smaller ones.",
+        ) from None
 
 
 @dataclass

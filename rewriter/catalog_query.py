@@ -74,7 +74,6 @@ def reads_no_data(
     """True when every relation `tree` reads is a catalog relation, a CTE or an allowed table function."""
     if not isinstance(tree, exp.Query):
         return False
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
         if _table_function(table) is not None:
             continue
@@ -85,9 +84,49 @@ def reads_no_data(
             continue
         if schema or name in datasets:
             return False
-        if name not in ctes and (SCHEMAS["pg_catalog"], name) not in catalog:
+        if not refers_to_cte(table) and (SCHEMAS["pg_catalog"], name) not in catalog:
             return False
     return True
+
+
+def refers_to_cte(table: exp.Table) -> bool:
+    """Whether an unqualified relation name means a CTE at this point of the statement.
+
+    Resolved by scope, as the engine does, never by the name alone: a CTE is visible in the body of
+    its own WITH and in the CTEs after it (in itself only when the WITH is RECURSIVE), not outside
+    the query that defines it. So `FROM (WITH pg_settings AS (...) SELECT ...) s, pg_settings d`
+    has one CTE reference and one catalog relation, which must then be one the catalog serves.
+
+    >>> import sqlglot
+    >>> tree = sqlglot.parse_one("SELECT * FROM (WITH t AS (SELECT 1) SELECT * FROM t) s, t d")
+    >>> [(x.alias, refers_to_cte(x)) for x in tree.find_all(exp.Table) if x.name == "t"]
+    [('d', False), ('', True)]
+    """
+    if table.db or table.catalog:
+        return False
+    name = table.name.lower()
+    child: exp.Expression = table
+    parent = table.parent
+    while parent is not None:
+        with_ = parent.args.get("with_") if isinstance(parent, exp.Query) else None
+        if with_ is not None:
+            ctes = list(with_.expressions)
+            # Which CTE (if any) of this WITH the reference sits in: it sees only the ones before it.
+            inside = next((i for i, cte in enumerate(ctes) if child is with_ and _contains(cte, table)), None)
+            visible = ctes if inside is None else ctes[: inside + (1 if with_.args.get("recursive") else 0)]
+            if any(cte.alias_or_name.lower() == name for cte in visible):
+                return True
+        child, parent = parent, parent.parent
+    return False
+
+
+def _contains(ancestor: exp.Expression, node: exp.Expression) -> bool:
+    current: exp.Expression | None = node
+    while current is not None:
+        if current is ancestor:
+            return True
+        current = current.parent
+    return False
 
 
 def plan_catalog(
@@ -114,7 +153,6 @@ def plan_catalog(
                 for item in first.expressions
             ],
         )
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
 
     def rewrite(node: exp.Expression) -> exp.Expression:
         if (  # pg_catalog.f(...): its arguments were rewritten first, so f may now be a literal
@@ -124,7 +162,7 @@ def plan_catalog(
         ):
             return node.expression
         if isinstance(node, exp.Table):
-            return _relation(node, catalog, ctes, views or {})
+            return _relation(node, catalog, views or {})
         if isinstance(node, exp.Column) and node.args.get("db") is not None:
             node.set("db", None)  # pg_catalog.pg_class.relname → pg_class.relname
             node.set("catalog", None)
@@ -232,7 +270,7 @@ def _table_function(table: exp.Table) -> str | None:
 
 
 def _relation(
-    table: exp.Table, catalog: Collection[tuple[str, str]], ctes: set[str], views: Mapping[str, str]
+    table: exp.Table, catalog: Collection[tuple[str, str]], views: Mapping[str, str]
 ) -> exp.Expression:
     if _table_function(table) is not None:
         if isinstance(table.this, exp.Dot):
@@ -240,7 +278,7 @@ def _relation(
         table.set("db", None)
         return table
     name, schema = table.name.lower(), table.db.lower()
-    if not schema and name in ctes:
+    if refers_to_cte(table):
         return table
     target = SCHEMAS.get(schema or "pg_catalog")
     if target is None or (target, name) not in catalog:

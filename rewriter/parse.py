@@ -18,7 +18,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
-from pgerrors import FeatureNotAllowed, SyntaxErrorPg
+from pgerrors import FeatureNotAllowed, StatementTooComplex, SyntaxErrorPg
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -81,13 +81,81 @@ REFUSED_KEYWORDS = frozenset({
 })  # fmt: skip
 
 
+# Limits that keep parsing and planning of one statement bounded (a few hundred ms here), checked
+# before each step does its work: the text, then its tokens and nesting, then the parsed tree.
+MAX_STATEMENT_CHARS = 100_000
+MAX_TOKENS = 20_000
+MAX_NESTING = 100
+MAX_TREE_NODES = 10_000
+MAX_TREE_DEPTH = 150  # a chain of 150 ORs; the rules and sqlglot's generator recurse once per level
+_LIMIT_HINT = "Split the question into smaller ones, or group by a column instead of listing conditions."
+
+
 def split_statements(sql: str) -> list[Statement]:
-    """Parse `sql` into classified statements; empty statements are dropped. Raises SyntaxErrorPg."""
+    """Parse `sql` into classified statements; empty statements are dropped. Raises SyntaxErrorPg,
+    or StatementTooComplex past the limits above."""
+    if len(sql) > MAX_STATEMENT_CHARS:
+        raise StatementTooComplex(
+            f"this statement is {len(sql)} characters long, more than the {MAX_STATEMENT_CHARS} allowed",
+            hint=_LIMIT_HINT,
+        )
     tokens = _tokenize(sql)
+    _check_tokens(tokens)
     statements = []
     for chunk in _split_tokens(tokens):
         statements.append(_classify(chunk, sql))
+    for statement in statements:
+        _check_tree(statement)
     return statements
+
+
+def _check_tokens(tokens: list[Token]) -> None:
+    if len(tokens) > MAX_TOKENS:
+        raise StatementTooComplex(
+            f"this statement has {len(tokens)} tokens, more than the {MAX_TOKENS} allowed", hint=_LIMIT_HINT
+        )
+    depth = deepest = 0
+    for token in tokens:
+        if token.token_type in (TokenType.L_PAREN, TokenType.L_BRACKET):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.token_type in (TokenType.R_PAREN, TokenType.R_BRACKET):
+            depth -= 1
+    if deepest > MAX_NESTING:
+        raise StatementTooComplex(
+            f"this statement nests parentheses {deepest} deep, more than the {MAX_NESTING} allowed",
+            hint=_LIMIT_HINT,
+        )
+
+
+def _check_tree(statement: Statement) -> None:
+    for part in (statement, statement.inner):
+        if part is None or part.tree is None:
+            continue
+        nodes, depth = _size(part.tree)
+        if nodes > MAX_TREE_NODES:
+            raise StatementTooComplex(
+                f"this statement has {nodes} expressions, more than the {MAX_TREE_NODES} allowed",
+                hint=_LIMIT_HINT,
+            )
+        if depth > MAX_TREE_DEPTH:
+            raise StatementTooComplex(
+                f"this statement nests expressions {depth} deep, more than the {MAX_TREE_DEPTH} allowed",
+                hint="Write long lists of alternatives as column IN (value, ...).",
+            )
+
+
+def _size(tree: exp.Expression) -> tuple[int, int]:
+    """Node count and depth, without recursion (the tree may be deeper than Python's stack)."""
+    nodes = deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        deepest = max(deepest, depth)
+        for child in node.iter_expressions():
+            stack.append((child, depth + 1))
+    return nodes, deepest
 
 
 def _tokenize(sql: str) -> list[Token]:

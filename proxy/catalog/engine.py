@@ -7,13 +7,21 @@ external access disabled and its configuration locked, like the data engine.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from pgerrors import PgError, UndefinedObject
+from pgerrors import (
+    FeatureNotAllowed,
+    InternalError,
+    InvalidTextRepresentation,
+    PgError,
+    StatementTooComplex,
+    UndefinedObject,
+)
 from privacy import postprocess
 from proxy.catalog.contents import OWNER_NAME, relations, type_name_sql
 from proxy.catalog.system_views import SCHEMA as SYSTEM_SCHEMA
@@ -21,6 +29,8 @@ from proxy.catalog.system_views import VIEWS, SystemViews, create_tables
 from proxy.engine import LOCKDOWN
 from proxy.running import Limits, RunningQuery, run_interruptible
 from rewriter.policy import Policy
+
+log = logging.getLogger(__name__)
 
 _ALWAYS_TRUE = ["pg_table_is_visible", "pg_type_is_visible", "pg_function_is_visible"]
 _PRIVILEGES = ["has_table_privilege", "has_schema_privilege", "has_database_privilege",
@@ -92,6 +102,13 @@ def _macros() -> list[str]:
     return out
 
 
+# The data-less engine gets no directory to spill to or read from and a small memory budget: a
+# statement such as `SELECT sum(x) FROM range(1e11)` is stopped by its time cap, never by the host.
+CATALOG_LIMITS = ("SET temp_directory = ''", "SET memory_limit = '512MB'", "SET threads = 1")
+MAX_ROWS = 10_000
+MAX_SECONDS = 10.0
+
+
 class CatalogEngine:
     def __init__(self, policy: Policy, ledger: str | Path | None = None) -> None:
         con = duckdb.connect(":memory:")
@@ -110,7 +127,7 @@ class CatalogEngine:
             con.execute(macro)
         _register_helpers(con)
         create_tables(con)
-        for statement in LOCKDOWN:
+        for statement in CATALOG_LIMITS + LOCKDOWN:
             con.execute(statement)
         self._con = con
         self.relation_names = {(r.schema, r.name) for r in relations(policy)} | {
@@ -136,17 +153,27 @@ class CatalogEngine:
     ) -> tuple[list[tuple[str, str]], list[tuple]]:
         """([(column name, DuckDB type)], rows), in a worker thread that a cancel can interrupt.
 
-        Errors carry DuckDB's own text: this engine holds no private data to leak.
+        At most MAX_ROWS rows and MAX_SECONDS seconds, whatever the session's statement_timeout.
+        No DuckDB text reaches the client (it can name files and settings).
         """
         cursor = self._con.cursor()
 
         def work() -> tuple[list[tuple[str, str]], list[tuple]]:
             result = cursor.execute(sql, list(params))
             columns = [(str(d[0]), str(d[1])) for d in result.description or []]
-            return columns, result.fetchall()
+            rows = result.fetchmany(MAX_ROWS + 1)
+            if len(rows) > MAX_ROWS:
+                raise StatementTooComplex(
+                    f"this statement returns more than {MAX_ROWS} rows, the most a statement that "
+                    "reads no data may return",
+                    hint="Add a LIMIT, or ask for fewer rows.",
+                )
+            return columns, rows
 
+        seconds = min(limits.timeout_seconds or MAX_SECONDS, MAX_SECONDS)
+        capped = Limits(timeout_seconds=seconds, disconnected=limits.disconnected)
         try:
-            return await run_interruptible(cursor, work, running, limits)
+            return await run_interruptible(cursor, work, running, capped)
         except duckdb.Error as err:
             raise _as_pg_error(err) from err
         finally:
@@ -178,10 +205,23 @@ def _register_helpers(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _as_pg_error(err: duckdb.Error) -> PgError:
+    """Plain words and a code; never DuckDB's text, which can name files, settings and paths."""
+    log.info("catalog engine: %s", err)  # for admins
     if isinstance(err, duckdb.CatalogException):
-        return UndefinedObject(_first_line(err))
-    return PgError(_first_line(err))
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+        return UndefinedObject(
+            "this query names a relation, function or type that PrivacyLens does not emulate",
+            hint="PrivacyLens answers the pg_catalog and information_schema queries PostgreSQL clients send.",
+        )
+    if isinstance(err, (duckdb.BinderException, duckdb.ParserException)):
+        return FeatureNotAllowed(
+            "this statement is not supported on data-less queries",
+            hint="Use PostgreSQL functions and casts on literals, or ask a DP aggregate over a dataset.",
+        )
+    if isinstance(err, (duckdb.ConversionException, duckdb.InvalidInputException)):
+        return InvalidTextRepresentation("a value in this statement cannot be converted to its type")
+    if isinstance(err, duckdb.OutOfMemoryException):
+        return StatementTooComplex(
+            "this statement needs more memory than a statement that reads no data may use",
+            hint="Ask for fewer rows or smaller values.",
+        )
+    return InternalError("this statement could not be run")
