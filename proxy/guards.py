@@ -50,6 +50,11 @@ def production_problems(settings: ProxySettings, policy: Policy) -> list[str]:
     secret = settings.jwt_secret
     if secret and (len(secret.encode()) < 32 or secret.lower().strip() in PLACEHOLDER_SECRETS):
         problems.append("jwt_secret is shorter than 32 bytes or a placeholder: use `openssl rand -hex 32`")
+    if settings.metrics_port and len(settings.metrics_token) < 16:
+        problems.append(
+            "metrics are on without a metrics_token of 16+ characters: /metrics would be open to anyone "
+            "who reaches the port (set PRIVACYLENS_METRICS_TOKEN)"
+        )
     if settings.jwt_secret and not settings.jwt_issuer:
         problems.append("jwt_secret is set without jwt_issuer")
     return problems

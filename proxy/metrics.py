@@ -8,13 +8,17 @@ client-chosen text, never data.
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -41,6 +45,11 @@ PHASE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CONNECTIONS = Gauge("privacylens_connections", "Open client connections.")
+LOGIN_FAILURES = Counter(
+    "privacylens_login_failures_total",
+    "Failed logins: wrong credentials, or refused by the login throttle.",
+    ["reason"],
+)
 CACHE = Counter(
     "privacylens_answer_cache_total",
     "DP questions by whether the answer cache served them.",
@@ -89,3 +98,31 @@ class LedgerCollector(Collector):
             for (dataset_name, kind), count in sorted(counts.items()):
                 alerts.add_metric([dataset_name, kind], count)
         yield from (total, left, ratio, alerts)
+
+
+def serve(host: str, port: int, token: str) -> None:
+    """Serve /metrics in a daemon thread; with a token, only to `Authorization: Bearer <token>`.
+
+    Latency histograms and counters are timings and tallies of private-data queries: outside
+    development they are for the operators' Prometheus (`bearer_token` / `authorization` in its
+    scrape config), never for anyone who can reach the port.
+    """
+    app = make_wsgi_app()
+    expected = f"Bearer {token}".encode()
+
+    def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:  # type: ignore[type-arg]
+        given = str(environ.get("HTTP_AUTHORIZATION", "")).encode()
+        if token and not hmac.compare_digest(given, expected):
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Bearer realm="privacylens"')])
+            return [b"a bearer token is required\n"]
+        return app(environ, start_response)  # type: ignore[no-any-return]
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+            pass
+
+    class Threading(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    server = make_server(host, port, guarded, server_class=Threading, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()

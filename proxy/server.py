@@ -14,11 +14,12 @@ import os
 import signal
 import ssl
 import struct
+import sys
 
 import duckdb
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY
 
-from pgerrors import PgError, ProtocolViolation
+from pgerrors import AuthenticationFailed, PgError, ProtocolViolation
 from privacy.audit import AuditLog
 from privacy.ledger import Ledger
 from proxy import metrics
@@ -28,7 +29,7 @@ from proxy.connection import Connection
 from proxy.engine import DuckDBEngine
 from proxy.gateway import Gateway, SessionState
 from proxy.guards import UnsafeForProduction, check_production
-from proxy.limits import ConnectionCaps, RateLimiter
+from proxy.limits import ConnectionCaps, LoginThrottle, RateLimiter
 from proxy.settings import ProxySettings
 from proxy.startup import Transport, negotiate
 from proxy.tls import server_context
@@ -37,6 +38,7 @@ from proxy.wire import codec
 from rewriter.policy import Policy, PolicyError, load_policy
 
 log = logging.getLogger("privacylens.server")
+SWITCH_INTERVAL = 0.0005  # seconds
 
 
 def new_pid() -> int:
@@ -51,6 +53,9 @@ class Server:
         check_production(settings, policy)
         self.caps = ConnectionCaps(settings.max_connections, settings.max_connections_per_user)
         self.verifiers = Verifiers(policy.users)
+        self.logins = LoginThrottle(
+            settings.max_login_failures_per_user, settings.max_login_failures_per_address
+        )
         ledger = Ledger(settings.ledger)
         self.bounding_secret = ledger.secret("contribution-bounding")
         engine = DuckDBEngine(policy, bounding_secret=self.bounding_secret)
@@ -86,7 +91,7 @@ class Server:
     def start_metrics(self) -> None:
         if self.settings.metrics_port:
             REGISTRY.register(metrics.LedgerCollector(self.settings.ledger, lambda: self.gateway.policy))
-            start_http_server(self.settings.metrics_port, addr=self.settings.host)
+            metrics.serve(self.settings.host, self.settings.metrics_port, self.settings.metrics_token)
             log.info("metrics on http://%s:%s/metrics", self.settings.host, self.settings.metrics_port)
 
     def _audit_policy(self, audit: AuditLog, kind: str, policy: Policy) -> None:
@@ -138,6 +143,10 @@ class Server:
                 await self.reload_policy("file changed")
 
     async def serve_forever(self) -> None:
+        # Planning runs in worker threads; a short GIL switch interval keeps the event loop's wait for
+        # the GIL short while a worker is busy (the default 5 ms, paid at every socket call, made a
+        # SELECT 1 beside a heavy plan take 100-250 ms).
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.start_metrics()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload_policy("SIGHUP")))
@@ -151,6 +160,15 @@ class Server:
         finally:
             watcher.cancel()
 
+    async def _login_failed(self, user: str, address: str) -> None:
+        """Count a failed login against its user name and address, and audit it (off the loop)."""
+        self.logins.failed(user, address)
+        metrics.LOGIN_FAILURES.labels(reason="wrong credentials").inc()
+        log.info("login failed for user %r from %s", user, address)
+        audit = self.gateway.audit
+        if audit is not None:
+            await asyncio.to_thread(audit.record, "login failed", user, None, address=address)
+
     def cancel(self, pid: int, secret: int) -> None:
         entry = self.sessions.get(pid)
         if entry is not None and hmac.compare_digest(struct.pack("!i", entry[0]), struct.pack("!i", secret)):
@@ -158,13 +176,32 @@ class Server:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         pid = None
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) else "local"
+        named: list[str] = []  # the user name the client gave, once it is known
+
+        def admit(user: str) -> None:
+            named.append(user)
+            self.logins.admit(user, address)
+
         try:
             try:
                 startup = await asyncio.wait_for(
-                    negotiate(reader, writer, self.verifiers, self.cancel, self.transport),
+                    negotiate(
+                        reader,
+                        writer,
+                        self.verifiers,
+                        self.cancel,
+                        self.transport,
+                        admit,
+                    ),
                     self.settings.auth_timeout,
                 )
             except PgError as error:
+                if isinstance(error, AuthenticationFailed) and named:
+                    await self._login_failed(named[0], address)
+                elif error.sqlstate == "28000" and error.message.startswith("too many failed"):
+                    metrics.LOGIN_FAILURES.labels(reason="throttled").inc()
                 error.severity = "FATAL"
                 writer.write(codec.error_response(error))
                 await writer.drain()

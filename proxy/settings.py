@@ -35,6 +35,12 @@ SETTINGS = (
     Setting("jwt_issuer", "", "Required `iss` claim of accepted tokens (JWT login needs it)."),
     Setting("jwt_role_claim", "role", "Claim holding the role of users who are not listed in the policy."),
     Setting("metrics_port", "0", "Port of the Prometheus /metrics endpoint on `host` (0: off)."),
+    Setting(
+        "metrics_token",
+        "",
+        "Bearer token /metrics requires (`Authorization: Bearer <token>`); set through the environment. "
+        "Required in production mode when metrics are on.",
+    ),
     Setting("auth_timeout", "30", "Seconds a client has to finish start-up and authentication."),
     Setting(
         "statement_timeout",
@@ -56,6 +62,17 @@ SETTINGS = (
         "600",
         "Queries (DP and data-less) each user may run per minute (0: no limit); more get 53300.",
     ),
+    Setting(
+        "max_login_failures_per_user",
+        "10",
+        "Failed logins one user name may have in a minute (0: no limit); further attempts get 28000 "
+        "until the oldest failure is a minute old.",
+    ),
+    Setting(
+        "max_login_failures_per_address",
+        "30",
+        "Failed logins one client address may have in a minute, over all user names (0: no limit).",
+    ),
 )
 
 
@@ -75,6 +92,7 @@ class ProxySettings:
     jwt_issuer: str
     jwt_role_claim: str
     metrics_port: int
+    metrics_token: str
     auth_timeout: float
     statement_timeout: float
     log_level: str
@@ -82,6 +100,8 @@ class ProxySettings:
     max_connections: int
     max_connections_per_user: int
     max_queries_per_minute: int
+    max_login_failures_per_user: int
+    max_login_failures_per_address: int
 
     @classmethod
     def resolve(cls, overrides: dict[str, str | None]) -> ProxySettings:

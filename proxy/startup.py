@@ -1,7 +1,9 @@
 """Connection start-up: SSLRequest/GSSENCRequest, CancelRequest, StartupMessage and SCRAM-SHA-256.
 
 `negotiate` returns the start-up parameters of an authenticated client, or None when the
-connection was a CancelRequest (answered and to be closed). It raises PgError (FATAL) otherwise.
+connection was a CancelRequest (answered and to be closed). It raises PgError (FATAL) otherwise:
+AuthenticationFailed (28P01) for a wrong password or token, whatever the user name. `admit` is
+called with the user name before any password is asked for (the login throttle).
 With a TLS context, an SSLRequest is answered `S` and the stream upgraded in place.
 """
 
@@ -44,6 +46,7 @@ async def negotiate(
     verifiers: Verifiers,
     on_cancel: Callable[[int, int], None],
     transport: Transport,
+    admit: Callable[[str], None] = lambda user: None,
 ) -> Startup | None:
     tls_active = False
     while True:
@@ -82,6 +85,7 @@ async def negotiate(
         if not params.get("user"):
             raise InvalidAuthorization("no PostgreSQL user name specified in startup packet")
         user = params["user"]
+        admit(user)  # raises while this user name or client address is throttled
         if transport.tokens is not None and tls_active:
             role = await _authenticate_cleartext(reader, writer, verifiers, transport.tokens, user)
         else:
@@ -125,7 +129,9 @@ async def _authenticate_cleartext(
             raise failed
         writer.write(codec.authentication_ok())
         return role
-    if not (verifiers.has_password(user) and password_matches(verifiers.verifier(user), password)):
+    # The (made-up) verifier is checked for unknown users too, so both take the same PBKDF2 time.
+    matches = password_matches(verifiers.verifier(user), password)
+    if not (matches and verifiers.has_password(user)):
         raise failed
     writer.write(codec.authentication_ok())
     return verifiers.role(user)

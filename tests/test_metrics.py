@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 
@@ -52,3 +53,24 @@ def test_metrics_follow_queries(proxy_factory: Callable[..., ProxyProcess]) -> N
     )
     assert value(text, "privacylens_groups_released_total", dataset="employees", suppressed="false") >= 9
     assert value(text, "privacylens_query_phase_seconds_count", phase="engine") == 1
+
+
+def test_metrics_need_the_bearer_token_when_one_is_set(proxy_factory: Callable[..., ProxyProcess]) -> None:
+    port = free_port()
+    proxy_factory(_args=["--metrics-port", str(port), "--metrics-token", "scrape-me-0123456789"])
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        scrape(port)
+    refused.value.close()
+    assert refused.value.code == 401
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer wrong-token-0123456789"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    refused.value.close()
+    assert refused.value.code == 401
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": "Bearer scrape-me-0123456789"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert "privacylens_connections" in response.read().decode()
