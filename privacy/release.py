@@ -169,10 +169,13 @@ def _release_quantile(aggregate: Aggregate, noised, confidence: float) -> list[t
     out = []
     for g in range(len(columns[0][0])):
         raw = [values[g] for values, _ in columns]
-        counts = [max(c, 0.0) for c in raw]
-        target = p * sum(counts)
+        # The noisy counts are used as drawn (negative ones too): their running sums are unbiased for
+        # the true cumulative counts. Clamping them at 0 biased the quantile towards the empty side
+        # (+6,900 on a 250,000-wide salary range at ε 0.1); the first bin whose running sum reaches the
+        # target always has a positive count, so interpolating inside it is well defined.
+        target = p * sum(raw)
         cumulative, value = 0.0, aggregate.upper
-        for j, c in enumerate(counts):
+        for j, c in enumerate(raw):
             if c > 0 and cumulative + c >= target:
                 value = aggregate.lower + width * (j + (target - cumulative) / c)
                 break

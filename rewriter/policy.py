@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,9 @@ NUMERIC_TYPES = frozenset({"bigint", "integer", "double"})
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+MAX_ABS_BOUND = 1e15  # sums are exact fixed-point BIGINT sums; see rewriter/fixed_point.py
 
 
 class Column(_Frozen):
@@ -55,6 +59,13 @@ class Column(_Frozen):
         if self.lower is not None and self.upper is not None:
             if self.type not in NUMERIC_TYPES:
                 raise ValueError(f"bounds only apply to numeric columns, not {self.type}")
+            if not (math.isfinite(self.lower) and math.isfinite(self.upper)):
+                raise ValueError("lower and upper must be finite numbers")
+            if max(abs(self.lower), abs(self.upper)) > MAX_ABS_BOUND:
+                raise ValueError(
+                    f"bounds beyond ±{MAX_ABS_BOUND:.0e} leave no room for exact sums; "
+                    "rescale the column (e.g. thousands) or tighten the bounds"
+                )
             if not self.lower < self.upper:
                 raise ValueError("lower must be below upper")
         if (self.earliest is None) != (self.latest is None):
