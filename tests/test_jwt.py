@@ -35,6 +35,10 @@ def jwt_proxy(proxy_factory: Callable[..., ProxyProcess], certificate: tuple[Pat
             SECRET,
             "--jwt-issuer",
             ISSUER,
+            "--max-login-failures-per-user",
+            "0",  # these tests send many bad tokens for one user on purpose
+            "--max-login-failures-per-address",
+            "0",
         ],
         **{"budget.epsilon": 1000.0},
     )
