@@ -48,9 +48,14 @@ def test_superset_style_query_with_limit_1001(engine: Engine) -> None:
     with engine.connect() as conn:
         rows = conn.execute(text(sql)).fetchall()
     assert len(rows) == 10
-    assert rows[0].department == "Board" and rows[0].count is None  # suppressed: NULLs sort first in DESC
-    assert rows[1].department == "Engineering"
-    counts = [r.count for r in rows[1:]]
+    # Suppressed groups (NULL counts) sort first in DESC, as in PostgreSQL. Board (3 people, minimum
+    # group size 30) is suppressed unless its separately noised size lands above 30 (about 1 % of
+    # fresh answers at the default ε), so the test does not insist on it.
+    nulls = [r for r in rows if r.count is None]
+    assert list(rows[: len(nulls)]) == nulls
+    assert {r.department for r in nulls} <= {"Board"}
+    assert rows[len(nulls)].department == "Engineering"
+    counts = [r.count for r in rows[len(nulls) :]]
     assert counts == sorted(counts, reverse=True)
 
 
