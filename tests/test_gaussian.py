@@ -54,8 +54,9 @@ def test_gaussian_answers_and_composition(proxy_factory: Callable[..., ProxyProc
 def test_pure_datasets_refuse_gaussian(proxy: ProxyProcess) -> None:
     with connect(proxy) as conn:
         conn.execute("SET dp.mechanism = gaussian")
-        with pytest.raises(errors.FeatureNotSupported):
+        with pytest.raises(errors.FeatureNotSupported) as refused:
             conn.execute("SELECT COUNT(*) FROM employees")
+        assert 'dataset "employees"' in str(refused.value) and ".parquet" not in str(refused.value)
         with pytest.raises(errors.InvalidParameterValue):
             conn.execute("SET dp.delta = 0.5")
 

@@ -62,3 +62,21 @@ def update() -> None:  # pragma: no cover - a maintenance helper
 
 if os.environ.get("GOLDEN_UPDATE"):
     update()
+
+
+@pytest.mark.parametrize(
+    ("bounds", "message"),
+    [
+        ((0, float("inf")), "finite"),
+        ((float("nan"), 1), "finite"),
+        ((0, 1e16), "rescale the column"),
+        ((5, 5), "lower must be below upper"),
+    ],
+)
+def test_policy_bounds_are_finite_and_sane(bounds: tuple[float, float], message: str) -> None:
+    from pydantic import ValidationError
+
+    from rewriter.policy import Column
+
+    with pytest.raises(ValidationError, match=message):
+        Column(type="double", lower=bounds[0], upper=bounds[1])

@@ -68,7 +68,9 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
     threshold = Measure(THRESHOLD_MEASURE, float(k), _float_down(total * share), discrete=True)
     per_aggregate = total * (1 - share) / len(query.aggregates) if query.aggregates else Fraction(0)
     aggregates = tuple(_noised(a, per_aggregate, k, m) for a in query.aggregates)
-    threshold, aggregates, delta, events = _choose_mechanism(ctx, dataset, epsilon, k, threshold, aggregates)
+    threshold, aggregates, delta, events = _choose_mechanism(
+        ctx, query.dataset, dataset, epsilon, k, threshold, aggregates
+    )
 
     keys = tuple(
         GroupKey(
@@ -173,6 +175,7 @@ def _key_type(key: KeySpec, dataset: Dataset, domain: tuple) -> PgType:  # type:
 
 def _choose_mechanism(
     ctx: RewriteContext,
+    name: str,
     dataset: Dataset,
     epsilon: float,
     k: int,
@@ -188,7 +191,7 @@ def _choose_mechanism(
     kind = ctx.mechanism or dataset.query.mechanism
     if kind == "gaussian" and dataset.budget.delta is None:
         raise FeatureNotAllowed(
-            f'dataset "{dataset.source}" has a pure ε budget: Gaussian noise needs a δ',
+            f'dataset "{name}" has a pure ε budget: Gaussian noise needs a δ',
             hint="SET dp.mechanism = laplace, or ask an admin to give the dataset an (ε, δ) budget.",
         )
     measures = [threshold, *(m for a in aggregates for m in a.measures)]
