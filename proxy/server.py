@@ -182,7 +182,11 @@ class Server:
 
         def admit(user: str) -> None:
             named.append(user)
-            self.logins.admit(user, address)
+            try:
+                self.logins.admit(user, address)
+            except PgError:
+                metrics.LOGIN_FAILURES.labels(reason="throttled").inc()
+                raise
 
         try:
             try:
@@ -200,8 +204,6 @@ class Server:
             except PgError as error:
                 if isinstance(error, AuthenticationFailed) and named:
                     await self._login_failed(named[0], address)
-                elif error.sqlstate == "28000" and error.message.startswith("too many failed"):
-                    metrics.LOGIN_FAILURES.labels(reason="throttled").inc()
                 error.severity = "FATAL"
                 writer.write(codec.error_response(error))
                 await writer.drain()

@@ -105,27 +105,21 @@ def refers_to_cte(table: exp.Table) -> bool:
     if table.db or table.catalog:
         return False
     name = table.name.lower()
+    below: exp.Expression | None = None  # the node `child` was reached from
     child: exp.Expression = table
     parent = table.parent
     while parent is not None:
         with_ = parent.args.get("with_") if isinstance(parent, exp.Query) else None
         if with_ is not None:
             ctes = list(with_.expressions)
-            # Which CTE (if any) of this WITH the reference sits in: it sees only the ones before it.
-            inside = next((i for i, cte in enumerate(ctes) if child is with_ and _contains(cte, table)), None)
-            visible = ctes if inside is None else ctes[: inside + (1 if with_.args.get("recursive") else 0)]
-            if any(cte.alias_or_name.lower() == name for cte in visible):
+            # Reached through this WITH: `below` is the CTE the reference sits in, which sees only
+            # the CTEs before it (and itself when RECURSIVE); the query's body sees them all.
+            if child is with_:
+                inside = next(i for i, cte in enumerate(ctes) if cte is below)
+                ctes = ctes[: inside + (1 if with_.args.get("recursive") else 0)]
+            if any(cte.alias_or_name.lower() == name for cte in ctes):
                 return True
-        child, parent = parent, parent.parent
-    return False
-
-
-def _contains(ancestor: exp.Expression, node: exp.Expression) -> bool:
-    current: exp.Expression | None = node
-    while current is not None:
-        if current is ancestor:
-            return True
-        current = current.parent
+        below, child, parent = child, parent, parent.parent
     return False
 
 
