@@ -19,9 +19,9 @@ from pathlib import Path
 
 import duckdb
 
+from answers.release import draw_noise, present
 from demo import employees
 from privacy.mechanisms import mechanism
-from privacy.release import draw_noise, present
 from rewriter.context import RewriteContext
 from rewriter.parse import split_statements
 from rewriter.pipeline import plan_query

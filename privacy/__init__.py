@@ -1,1 +1,1 @@
-"""The DP core: budget types, noise mechanisms, confidence intervals and the durable ledger."""
+"""Pure DP math: budget types, noise mechanisms, accounting, intervals, post-processing. No I/O."""

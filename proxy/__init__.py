@@ -1,1 +1,1 @@
-"""The PostgreSQL-facing side: wire protocol, sessions, auth, engine and ledger I/O."""
+"""The PostgreSQL-facing side: wire protocol, start-up and auth, sessions, routing, catalog, metrics."""

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from proxy.settings import SETTINGS, ProxySettings
+from rewriter.roles import ROLES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     token = commands.add_parser("issue-token", help="print a development JWT (HS256, from jwt_secret)")
     token.add_argument("--user", required=True, help="the token's subject: the user name to log in as")
-    token.add_argument("--role", default="analyst", choices=["analyst", "admin", "auditor"])
+    token.add_argument("--role", default="analyst", choices=sorted(ROLES))
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
 
     verify = commands.add_parser(
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.command == "verify":
-        from privacy.audit import verify as verify_log
+        from stores.audit import verify as verify_log
 
         result = verify_log(args.ledger)
         for problem in result.problems:
@@ -126,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audit log {'intact' if result.ok else 'TAMPERED'}: {result.rows} rows checked")
         return 0 if result.ok else 1
     if args.command == "clear-alert":
-        from privacy.audit import AuditLog
-        from privacy.monitor import Monitor
+        from stores.audit import AuditLog
+        from stores.monitor import Monitor
 
         if not Monitor(args.ledger).clear(args.alert):
             print(f"no alert {args.alert} holding queries", file=sys.stderr)

@@ -1,8 +1,9 @@
 """One client connection: the post-authentication message loop as an explicit state machine.
 
-States: READY (between messages), SKIPPING (an extended-protocol error: discard until Sync).
-Transaction status (I/T/E) lives in SessionState and is reported in every ReadyForQuery.
-Output is buffered and written at ReadyForQuery, Flush, or when the buffer grows large.
+Phases (`Phase`): READY between messages; SKIPPING after an extended-protocol error, when every
+message is discarded until Sync; CLOSED after Terminate or end of input. Every move is checked
+(`Connection.move`). The transaction status (I/T/E, `proxy.session.Transaction`) is reported in
+every ReadyForQuery. Output is buffered and written at ReadyForQuery, Flush, or when it grows large.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any, ClassVar
 
 from pgerrors import (
@@ -24,8 +26,10 @@ from pgerrors import (
     UndefinedCursor,
     UndefinedPreparedStatement,
 )
-from proxy.gateway import Description, Gateway, Result, SessionState
-from proxy.running import plan_off_loop
+from proxy.gateway import Gateway
+from proxy.planning import plan_off_loop
+from proxy.results import Description, Result
+from proxy.session import SessionState
 from proxy.session_settings import CLIENT_DEFAULTS, DISPLAY_NAMES, REPORTED, SERVER_PARAMETERS, Settings
 from proxy.wire import codec
 from proxy.wire.types import declared_type, decode_parameter, encoder, oid_of, size_of
@@ -35,6 +39,20 @@ log = logging.getLogger("privacylens.connection")
 
 MAX_MESSAGE_LENGTH = 16 * 1024 * 1024
 FLUSH_AT = 256 * 1024
+
+
+class Phase(Enum):
+    READY = "ready"
+    SKIPPING = "skipping until Sync"
+    CLOSED = "closed"
+
+
+_PHASE_MOVES = {
+    (Phase.READY, Phase.SKIPPING),  # an error in an extended-protocol message
+    (Phase.SKIPPING, Phase.READY),  # Sync
+    (Phase.READY, Phase.CLOSED),  # Terminate, end of input
+    (Phase.SKIPPING, Phase.CLOSED),
+}
 
 
 @dataclass
@@ -63,11 +81,16 @@ class Connection:
     gateway: Gateway
     state: SessionState
     out: bytearray = field(default_factory=bytearray)
-    skipping: bool = False
+    phase: Phase = Phase.READY
     prepared: dict[str, Prepared] = field(default_factory=dict)
     portals: dict[str, Portal] = field(default_factory=dict)
 
     # ---- start and loop -------------------------------------------------------------------------
+
+    def move(self, to: Phase) -> None:
+        if to is not self.phase and (self.phase, to) not in _PHASE_MOVES:
+            raise AssertionError(f"connection cannot move from {self.phase.name} to {to.name}")
+        self.phase = to
 
     def greet(self, startup: dict[str, str], secret: int) -> None:
         settings = self.state.settings
@@ -84,19 +107,21 @@ class Connection:
             if value is not None:
                 self.out += codec.parameter_status(DISPLAY_NAMES.get(name, name), value)
         self.out += codec.backend_key_data(self.state.pid, secret)
-        self.out += codec.ready_for_query(self.state.transaction)
+        self.out += codec.ready_for_query(self.state.transaction.status.value)
 
     async def serve(self) -> None:
         await self.flush()
-        while True:
+        while self.phase is not Phase.CLOSED:
             header = await self.reader.read(1)
             if not header:
+                self.move(Phase.CLOSED)
                 return
             length = struct.unpack("!i", await self.reader.readexactly(4))[0]
             if not 4 <= length <= MAX_MESSAGE_LENGTH:
                 raise ProtocolViolation(f"invalid message length {length}")
             body = await self.reader.readexactly(length - 4)
             if header == b"X":
+                self.move(Phase.CLOSED)
                 return
             await self.handle(header, body)
             if len(self.out) > FLUSH_AT:
@@ -122,18 +147,18 @@ class Connection:
         if kind == b"H":
             await self.flush()
             return
-        if self.skipping:
+        if self.phase is Phase.SKIPPING:
             return
         try:
             await handler(self, body)
         except PgError as error:
             await self.gateway.audit_refusal(self.state, error)
             self.error(error)
-            self.skipping = True
+            self.move(Phase.SKIPPING)
         except Exception:
             log.exception("internal error in extended protocol")
             self.error(InternalError("internal error"))
-            self.skipping = True
+            self.move(Phase.SKIPPING)
 
     # ---- simple query ---------------------------------------------------------------------------
 
@@ -153,7 +178,7 @@ class Connection:
         except Exception:
             log.exception("internal error in simple query")
             self.error(InternalError("internal error"))
-        self.out += codec.ready_for_query(self.state.transaction)
+        self.out += codec.ready_for_query(self.state.transaction.status.value)
         await self.flush()
 
     def _check_all(self, statements: list[Statement]) -> None:
@@ -312,9 +337,9 @@ class Connection:
         self.out += codec.close_complete()
 
     def sync(self) -> None:
-        self.skipping = False
+        self.move(Phase.READY)
         self.portals.pop("", None)
-        self.out += codec.ready_for_query(self.state.transaction)
+        self.out += codec.ready_for_query(self.state.transaction.status.value)
 
     _extended: ClassVar[dict[bytes, Callable[..., Any]]] = {
         b"P": parse,
@@ -373,8 +398,7 @@ class Connection:
         )
 
     def error(self, error: PgError) -> None:
-        if self.state.transaction == "T":
-            self.state.transaction = "E"
+        self.state.transaction.fail()
         self.out += codec.error_response(error)
 
     @staticmethod

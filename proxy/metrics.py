@@ -22,8 +22,8 @@ from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from privacy.ledger import current_accounts
 from rewriter.policy import Policy
+from stores.ledger import current_accounts
 
 ALERT_KINDS = ("differencing", "averaging", "burst")  # privacy.detectors
 

@@ -19,23 +19,25 @@ import sys
 import duckdb
 from prometheus_client import REGISTRY
 
+from engines.base import Engines
+from engines.open import open_engines
 from pgerrors import AuthenticationFailed, PgError, ProtocolViolation
-from privacy.audit import AuditLog
-from privacy.ledger import Ledger
 from proxy import metrics
 from proxy.auth import Verifiers
 from proxy.catalog.engine import CatalogEngine
 from proxy.connection import Connection
-from proxy.engine import DuckDBEngine
-from proxy.gateway import Gateway, SessionState
+from proxy.gateway import Gateway
 from proxy.guards import UnsafeForProduction, check_production
 from proxy.limits import ConnectionCaps, LoginThrottle, RateLimiter
+from proxy.session import SessionState
 from proxy.settings import ProxySettings
 from proxy.startup import Transport, negotiate
 from proxy.tls import server_context
 from proxy.tokens import TokenVerifier
 from proxy.wire import codec
 from rewriter.policy import Policy, PolicyError, load_policy
+from stores.audit import AuditLog
+from stores.ledger import Ledger
 
 log = logging.getLogger("privacylens.server")
 SWITCH_INTERVAL = 0.0005  # seconds
@@ -58,13 +60,13 @@ class Server:
         )
         ledger = Ledger(settings.ledger)
         self.bounding_secret = ledger.secret("contribution-bounding")
-        engine = DuckDBEngine(policy, bounding_secret=self.bounding_secret)
+        engines = open_engines(policy, self.bounding_secret)
         audit = AuditLog(settings.ledger)
         self._audit_policy(audit, "policy loaded", policy)
         self._policy_stamp = _stamp(settings.policy)
         self.gateway = Gateway(
             policy,
-            engine,
+            engines,
             ledger,
             settings.statement_timeout,
             audit,
@@ -118,7 +120,7 @@ class Server:
             if policy.version == self.gateway.policy.version:
                 return False
             check_production(self.settings, policy)
-            engine = await asyncio.to_thread(DuckDBEngine, policy, self.bounding_secret)
+            engines = await asyncio.to_thread(open_engines, policy, self.bounding_secret)
             catalog = await asyncio.to_thread(CatalogEngine, policy, self.settings.ledger)
         except (PolicyError, UnsafeForProduction, OSError, ValueError, duckdb.Error) as err:
             log.error(
@@ -128,7 +130,9 @@ class Server:
                                     error=str(err)[:2000])  # fmt: skip
             return False
         self.verifiers = Verifiers(policy.users)
-        self.gateway.replace_policy(policy, engine, catalog)
+        old = self.gateway.engines
+        self.gateway.replace_policy(policy, engines, catalog)
+        _close_later(old)
         log.info("policy reloaded (%s): version %s", reason, policy.version)
         await asyncio.to_thread(self._audit_policy, audit, "policy reloaded", policy)
         return True
@@ -251,6 +255,11 @@ class Server:
                 await writer.wait_closed()
             except (ConnectionError, OSError):
                 pass
+
+
+def _close_later(engines: Engines, grace_seconds: float = 600.0) -> None:
+    """Close a replaced policy's engines once the queries still running on them must have ended."""
+    asyncio.get_running_loop().call_later(grace_seconds, engines.close)
 
 
 def _stamp(path: str) -> tuple[int, int] | None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import jwt
 
-ROLES = frozenset({"admin", "analyst", "auditor"})
+from rewriter.roles import ROLES
+
 SYMMETRIC = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"})
 LEEWAY_SECONDS = 30

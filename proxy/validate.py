@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from proxy.engine import duplicate_units
+from engines.duckdb_engine import duplicate_units
 from rewriter.policy import Dataset, Policy
 
 MAX_OUTSIDE = 0.01

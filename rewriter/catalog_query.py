@@ -16,8 +16,8 @@ import sqlglot
 from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed, UndefinedObject
-from rewriter.plan import PgType
 from rewriter.tree import parameter_index, parameters
+from rewriter.types import PgType
 
 SCHEMAS = {"pg_catalog": "pgc", "information_schema": "pgi", "privacylens": "privacylens"}
 

@@ -10,18 +10,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
-# PostgreSQL type names used for results and parameters (the wire layer maps them to OIDs).
-PgType = Literal["int8", "int4", "float8", "text", "bool", "date", "timestamp", "numeric"]
-
-POLICY_TO_PG: dict[str, PgType] = {
-    "bigint": "int8",
-    "integer": "int4",
-    "double": "float8",
-    "text": "text",
-    "date": "date",
-    "boolean": "bool",
-    "timestamp": "timestamp",
-}
+from rewriter.types import PgType
 
 
 @dataclass(frozen=True)
@@ -89,7 +78,8 @@ class SortKey:
 @dataclass(frozen=True)
 class Plan:
     dataset: str
-    engine_sql: str
+    engine_sql: str  # the engine query in DuckDB's dialect (golden files, fingerprint)
+    engine_query: Any  # the engine query as a sqlglot tree: each engine renders it in its dialect
     parameter_types: tuple[PgType, ...]
     keys: tuple[GroupKey, ...]
     aggregates: tuple[Aggregate, ...]

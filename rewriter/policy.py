@@ -16,9 +16,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rewriter.roles import Role
+
 ColumnType = Literal["bigint", "integer", "double", "text", "date", "boolean", "timestamp"]
 AggregateName = Literal["count", "sum", "avg", "var", "stddev", "quantile"]
-Role = Literal["admin", "analyst", "auditor"]
 
 NUMERIC_TYPES = frozenset({"bigint", "integer", "double"})
 
@@ -199,7 +200,29 @@ class Detectors(_Frozen):
 
 
 class Dataset(_Frozen):
-    source: str = Field(description="Parquet or CSV file, relative to the policy file.")
+    engine: Literal["duckdb", "postgres", "spark"] = Field(
+        "duckdb",
+        description="Where the data lives and the plan runs: the embedded DuckDB (files scanned in "
+        "place), a PostgreSQL table, or Spark (docs/engines.md).",
+    )
+    source: str | None = Field(
+        default=None,
+        description="duckdb and spark: a Parquet or CSV file, glob (`events/*.parquet`) or "
+        "hive-partitioned folder, relative to the policy file.",
+    )
+    format: Literal["parquet", "csv"] | None = Field(
+        default=None, description="The source's format; by default from its file name (.csv, else Parquet)."
+    )
+    dsn: str | None = Field(
+        default=None,
+        description="postgres: a libpq URL; `${NAME}` is replaced by the environment variable NAME.",
+    )
+    table: str | None = Field(
+        default=None, description="postgres: the table (optionally schema.table); spark: a catalog table."
+    )
+    master: str | None = Field(
+        default=None, description="spark: the master URL (`local[2]`, `spark://…`) or Spark Connect `sc://…`."
+    )
     description: str = ""
     privacy_unit: str
     one_row_per_unit: bool = Field(
@@ -214,6 +237,18 @@ class Dataset(_Frozen):
     max_groups: int = Field(1000, ge=1, description="Largest number of groups one query may release.")
     detectors: Detectors = Detectors()
     columns: dict[str, Column]
+
+    @model_validator(mode="after")
+    def _engine_has_its_settings(self) -> Dataset:
+        if self.engine == "duckdb" and not self.source:
+            raise ValueError("a duckdb dataset needs a source (a file, glob or folder)")
+        if self.engine == "postgres" and not (self.dsn and self.table):
+            raise ValueError("a postgres dataset needs a dsn and a table")
+        if self.engine == "spark" and (not self.master or bool(self.source) == bool(self.table)):
+            raise ValueError("a spark dataset needs a master and either a source or a table")
+        if self.engine != "postgres" and self.dsn:
+            raise ValueError("dsn applies to postgres datasets only")
+        return self
 
     @model_validator(mode="after")
     def _gaussian_needs_delta(self) -> Dataset:
@@ -270,7 +305,11 @@ class Policy(_Frozen):
         return self
 
     def source_path(self, dataset: str) -> Path:
-        return Path(self.base_dir) / self.datasets[dataset].source
+        """The dataset's source, absolute (relative sources are relative to the policy file)."""
+        source = self.datasets[dataset].source
+        if source is None:
+            raise ValueError(f"dataset {dataset} has no source file")
+        return Path(self.base_dir) / source
 
 
 class PolicyError(ValueError):

@@ -10,8 +10,8 @@ from sqlglot import exp
 from sqlglot.optimizer.simplify import simplify
 
 from pgerrors import AccessDenied
-from rewriter.plan import POLICY_TO_PG
 from rewriter.policy import Policy
+from rewriter.types import POLICY_TO_PG
 
 
 def probe_columns(tree: exp.Expression, policy: Policy) -> list[tuple[str, str]] | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from privacy.audit import AuditLog, verify
+from stores.audit import AuditLog, verify
 from tests.proxy_process import ROOT, ProxyProcess
 
 

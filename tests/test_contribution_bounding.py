@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from privacy.release import groups_of
+from answers.release import groups_of
 from rewriter.context import RewriteContext
 from rewriter.parse import split_statements
 from rewriter.pipeline import plan_query

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -11,16 +12,31 @@ from hypothesis import strategies as st
 
 from pgerrors import BudgetExhausted
 from privacy.budget import PureDP
-from privacy.ledger import Ledger
+from stores.ledger import Balance, Cost, Ledger, Terms
+
+
+def _debit(
+    ledger: Ledger,
+    dataset: str,
+    user: str,
+    cost: PureDP,
+    total: PureDP,
+    fingerprint: str,
+    period: int = 0,
+    refreshes: str = "",
+) -> Balance:
+    """A pure-ε charge of exactly `cost`."""
+    exact = Cost(Fraction(cost.micro, 1_000_000))
+    return ledger.charge(dataset, user, exact, Terms(total, None, period, refreshes), fingerprint)[0]
 
 
 def test_debit_until_exhausted(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.sqlite")
     total = PureDP.total(1.0)
-    assert ledger.debit("d", "u", PureDP.from_epsilon(0.4), total, "f").remaining == PureDP.total(0.6)
-    ledger.debit("d", "u", PureDP.from_epsilon(0.6), total, "f")
+    assert _debit(ledger, "d", "u", PureDP.from_epsilon(0.4), total, "f").remaining == PureDP.total(0.6)
+    _debit(ledger, "d", "u", PureDP.from_epsilon(0.6), total, "f")
     with pytest.raises(BudgetExhausted) as raised:
-        ledger.debit("d", "u", PureDP.from_epsilon(1e-6), total, "f")
+        _debit(ledger, "d", "u", PureDP.from_epsilon(1e-6), total, "f")
     assert raised.value.sqlstate == "53400"
     assert ledger.balance("d", "u", total).spent == total
     assert ledger.balance("d", "other", total).spent == PureDP(0)
@@ -28,7 +44,7 @@ def test_debit_until_exhausted(tmp_path: Path) -> None:
 
 def test_debits_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
-    Ledger(path).debit("d", "u", PureDP.from_epsilon(0.25), PureDP.total(1), "f")
+    _debit(Ledger(path), "d", "u", PureDP.from_epsilon(0.25), PureDP.total(1), "f")
     assert Ledger(path).balance("d", "u", PureDP.total(1)).spent == PureDP.from_epsilon(0.25)
 
 
@@ -47,7 +63,7 @@ def test_concurrent_debits_never_overspend(
 
     def spend(cost: int) -> None:
         try:
-            ledger.debit("d", "u", PureDP(cost), total, "f")
+            _debit(ledger, "d", "u", PureDP(cost), total, "f")
         except BudgetExhausted:
             return
         with lock:
@@ -68,22 +84,29 @@ def test_two_ledger_handles_on_one_file_share_the_budget(tmp_path: Path) -> None
     path = tmp_path / "l.sqlite"
     a, b = Ledger(path), Ledger(path)
     total = PureDP.total(1.0)
-    a.debit("d", "u", PureDP.from_epsilon(0.7), total, "f")
+    _debit(a, "d", "u", PureDP.from_epsilon(0.7), total, "f")
     with pytest.raises(BudgetExhausted):
-        b.debit("d", "u", PureDP.from_epsilon(0.5), total, "f")
+        _debit(b, "d", "u", PureDP.from_epsilon(0.5), total, "f")
     assert b.balance("d", "u", total).spent == PureDP.from_epsilon(0.7)
 
 
 def test_periods_have_separate_budgets(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.sqlite")
     total = PureDP.total(1.0)
-    ledger.debit("d", "u", PureDP.from_epsilon(1.0), total, "f", period=5)
+    _debit(ledger, "d", "u", PureDP.from_epsilon(1.0), total, "f", period=5)
     with pytest.raises(BudgetExhausted) as raised:
-        ledger.debit(
-            "d", "u", PureDP.from_epsilon(0.1), total, "f", period=5, refreshes="on 2027-01-01 00:00 UTC"
+        _debit(
+            ledger,
+            "d",
+            "u",
+            PureDP.from_epsilon(0.1),
+            total,
+            "f",
+            period=5,
+            refreshes="on 2027-01-01 00:00 UTC",
         )
     assert "refreshes on 2027-01-01" in (raised.value.hint or "")
-    ledger.debit("d", "u", PureDP.from_epsilon(0.4), total, "f", period=6)  # a new period starts afresh
+    _debit(ledger, "d", "u", PureDP.from_epsilon(0.4), total, "f", period=6)  # a new period starts afresh
     assert ledger.balance("d", "u", total, period=6).spent == PureDP.from_epsilon(0.4)
 
 

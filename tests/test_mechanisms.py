@@ -124,7 +124,7 @@ def test_sum_of_noises_bound_holds(terms: int, scale: float, discrete: bool) -> 
 
 
 def test_quantile_interval_covers_the_true_median() -> None:
-    from privacy.release import _release_quantile
+    from answers.release import _release_quantile
     from rewriter.plan import Aggregate, Measure
     from rewriter.rules.clip_values import QUANTILE_BINS, quantile_edges
 
@@ -154,7 +154,7 @@ def test_quantile_interval_covers_the_true_median() -> None:
 def test_quantile_is_not_pulled_towards_the_empty_side_at_low_epsilon() -> None:
     """Clamping negative noisy bins to 0 moved MEDIAN up by ~6,900 here (salaries in 40k-80k, bounds
     0-250k, noise scale 20 per bin: ε 0.1); the noisy counts used as drawn leave ~100 (a bin's shape)."""
-    from privacy.release import _release_quantile
+    from answers.release import _release_quantile
     from rewriter.plan import Aggregate, Measure
     from rewriter.rules.clip_values import QUANTILE_BINS, quantile_edges
 

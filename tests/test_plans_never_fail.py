@@ -20,9 +20,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engines.duckdb_engine import DuckDBEngine
+from engines.running import Limits, RunningQuery
 from pgerrors import PgError
-from proxy.engine import DuckDBEngine
-from proxy.running import Limits, RunningQuery
 from rewriter.context import RewriteContext
 from rewriter.parse import split_statements
 from rewriter.pipeline import plan_query
@@ -181,7 +181,7 @@ def test_accepted_plans_never_fail_in_the_engine(
         ACCEPTED.append(False)
         return  # refused before the engine: fine
     ACCEPTED.append(True)
-    asyncio.run(engine.run(plan.engine_sql, [], RunningQuery(), Limits(timeout_seconds=30)))  # never raises
+    asyncio.run(engine.run(plan, [], RunningQuery(), Limits(timeout_seconds=30)))  # never raises
 
 
 def test_most_generated_plans_were_accepted() -> None:
@@ -198,7 +198,7 @@ def test_the_engine_notices_a_false_one_row_per_unit(world: tuple[Policy, DuckDB
     plan = plan_query(
         statement.tree, RewriteContext(policy, "analyst", "analyst", unique_units=engine.unique_units)
     )
-    columns, rows = asyncio.run(engine.run(plan.engine_sql, [], RunningQuery(), Limits()))
+    columns, rows = asyncio.run(engine.run(plan, [], RunningQuery(), Limits()))
     counted = dict(zip(columns, rows[0], strict=True))
     with duckdb.connect() as con:
         (distinct_units,) = con.execute(

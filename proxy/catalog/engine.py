@@ -14,6 +14,8 @@ from typing import Any
 
 import duckdb
 
+from engines.duckdb_engine import LOCKDOWN
+from engines.running import Limits, RunningQuery, run_interruptible
 from pgerrors import (
     FeatureNotAllowed,
     InternalError,
@@ -26,8 +28,6 @@ from privacy import postprocess
 from proxy.catalog.contents import OWNER_NAME, relations, type_name_sql
 from proxy.catalog.system_views import SCHEMA as SYSTEM_SCHEMA
 from proxy.catalog.system_views import VIEWS, SystemViews, create_tables
-from proxy.engine import LOCKDOWN
-from proxy.running import Limits, RunningQuery, run_interruptible
 from rewriter.policy import Policy
 
 log = logging.getLogger(__name__)

@@ -22,12 +22,13 @@ from typing import Any
 import duckdb
 
 from pgerrors import AccessDenied
-from privacy import store
-from privacy.audit import SCHEMA as AUDIT_SCHEMA
-from privacy.ledger import SCHEMA as LEDGER_SCHEMA
-from privacy.ledger import current_accounts
-from privacy.monitor import SCHEMA as MONITOR_SCHEMA
 from rewriter.policy import Policy
+from rewriter.roles import AUDIT_ROLES
+from stores import sqlite as store
+from stores.audit import SCHEMA as AUDIT_SCHEMA
+from stores.ledger import SCHEMA as LEDGER_SCHEMA
+from stores.ledger import current_accounts
+from stores.monitor import SCHEMA as MONITOR_SCHEMA
 
 SCHEMA = "privacylens"
 _TS, _TEXT, _BIG, _DBL, _BOOL, _INT = "TIMESTAMP", "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "INTEGER"
@@ -66,7 +67,7 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 def readable(view: str, role: str, user: str) -> str | None:
     """The SQL to read `view` as (role, user): None for the whole table; refuses what the role may not."""
-    if role in ("admin", "auditor"):
+    if role in AUDIT_ROLES:
         return None
     if view in ANALYST_VIEWS:
         quoted = "'" + user.replace("'", "''") + "'"

@@ -22,9 +22,9 @@ from sqlglot import exp
 from rewriter import fixed_point
 from rewriter.context import RewriteContext
 from rewriter.group_keys import KeySpec, group_keys, key_of
-from rewriter.plan import POLICY_TO_PG, PgType
 from rewriter.policy import Column, Dataset
 from rewriter.tree import aggregate_name, dataset_name, parameter_index, parameters, quantile_parts
+from rewriter.types import PG_TO_DUCKDB, POLICY_TO_PG, PgType
 
 THRESHOLD_MEASURE = "__rows"
 QUANTILE_BINS = 64  # quantiles come from a noisy histogram with this many equal bins over the bounds
@@ -32,12 +32,6 @@ QUANTILE_BINS = 64  # quantiles come from a noisy histogram with this many equal
 
 def quantile_edges(lower: float, upper: float) -> list[float]:
     return [lower + (upper - lower) * j / QUANTILE_BINS for j in range(QUANTILE_BINS + 1)]
-
-
-DUCKDB_TYPES: dict[str, str] = {
-    "int8": "BIGINT", "int4": "INTEGER", "float8": "DOUBLE", "numeric": "DOUBLE", "text": "VARCHAR",
-    "bool": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP",
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -391,7 +385,7 @@ def _engine_where(
 
     def typed(value: exp.Expression, column: exp.Column) -> exp.Expression:
         column_type = dataset.columns[column.name].type
-        engine_type = DUCKDB_TYPES[POLICY_TO_PG[column_type]]
+        engine_type = PG_TO_DUCKDB[POLICY_TO_PG[column_type]]
         if column_type in INTEGER_RANGES and not _fits_integer(value, INTEGER_RANGES[column_type]):
             engine_type = "DOUBLE"  # `age > 30.5` compares in the literal's precision, never rounded
         return exp.TryCast(this=_value(value), to=exp.DataType.build(engine_type))
@@ -400,7 +394,7 @@ def _engine_where(
         if isinstance(node, exp.Parameter):
             pg_type = parameter_types[parameter_index(node)]
             return exp.TryCast(
-                this=exp.Parameter(this=node.this.copy()), to=exp.DataType.build(DUCKDB_TYPES[pg_type])
+                this=exp.Parameter(this=node.this.copy()), to=exp.DataType.build(PG_TO_DUCKDB[pg_type])
             )
         if isinstance(node, exp.Cast):
             return exp.TryCast(this=_value(node.this), to=node.to.copy())

@@ -27,18 +27,10 @@ from rewriter import fixed_point
 from rewriter.context import RewriteContext
 from rewriter.group_keys import KeySpec, key_of
 from rewriter.having import Condition, compile_having
-from rewriter.plan import (
-    POLICY_TO_PG,
-    Aggregate,
-    GroupKey,
-    Measure,
-    OutputColumn,
-    PgType,
-    Plan,
-    SortKey,
-)
+from rewriter.plan import Aggregate, GroupKey, Measure, OutputColumn, Plan, SortKey
 from rewriter.policy import Dataset
 from rewriter.rules.clip_values import THRESHOLD_MEASURE, ClippedQuery, MeasuredAggregate, deviation_bound
+from rewriter.types import POLICY_TO_PG, PgType
 
 
 def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
@@ -98,6 +90,7 @@ def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
     return Plan(
         dataset=query.dataset,
         engine_sql=engine_sql,
+        engine_query=query.engine,
         parameter_types=query.parameter_types,
         keys=keys,
         aggregates=aggregates,

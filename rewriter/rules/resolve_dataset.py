@@ -6,9 +6,8 @@ from sqlglot import exp
 
 from pgerrors import AccessDenied
 from rewriter.context import RewriteContext
+from rewriter.roles import READER_ROLES
 from rewriter.tree import from_table
-
-READER_ROLES = frozenset({"admin", "analyst"})
 
 
 def resolve_dataset(tree: exp.Select, ctx: RewriteContext) -> exp.Select:

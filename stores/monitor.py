@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from privacy import store
-from privacy.detectors import Finding, Release, find
+from answers.detectors import Finding, Release, find
 from rewriter.policy import Detectors
 from rewriter.question import Question
+from stores import sqlite as store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS released (

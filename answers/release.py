@@ -17,8 +17,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from answers.answer import Answer, NoisyMeasure
 from privacy import intervals
-from privacy.answers import Answer, NoisyMeasure
 from privacy.mechanisms import Mechanism, mechanism
 from rewriter.plan import Aggregate, Plan, SortKey
 

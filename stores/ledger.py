@@ -17,15 +17,18 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from pgerrors import BudgetExhausted
-from privacy import accounting, audit, store
+from privacy import accounting
 from privacy.accounting import NoiseEvent
 from privacy.budget import PureDP
-from rewriter.policy import Policy
-from rewriter.rules.resolve_dataset import READER_ROLES
+from rewriter.policy import Budget, Policy
+from rewriter.roles import READER_ROLES
+from stores import audit
+from stores import sqlite as store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -62,6 +65,29 @@ CREATE TABLE IF NOT EXISTS debits (
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What one release spends: its exact ε for a pure-ε budget, or, for an (ε, δ) budget, its noise
+    events, which the accountant composes with everything the account spent before."""
+
+    epsilon: Fraction | float
+    events: tuple[NoiseEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class Terms:
+    """An account's budget as the policy sets it, in the period that is current now."""
+
+    total: PureDP
+    delta: float | None = None  # None: pure ε
+    period: int = 0
+    refreshes: str = ""  # when the budget refreshes, for the refusal's hint
+
+    @classmethod
+    def of(cls, budget: Budget, now: float) -> Terms:
+        return cls(PureDP.total(budget.epsilon), budget.delta, budget.period(now), budget.refreshes(now))
+
+
+@dataclass(frozen=True)
 class Balance:
     dataset: str
     user: str
@@ -88,18 +114,37 @@ class Ledger:
         with self._lock:
             return Balance(dataset, user, total, PureDP(self._spent(dataset, user, period)))
 
-    def debit(
+    def charge(
+        self,
+        dataset: str,
+        user: str,
+        cost: Cost,
+        terms: Terms,
+        fingerprint: str,
+        audited: dict[str, Any] | None = None,
+    ) -> tuple[Balance, PureDP]:
+        """The only place budget is spent: charge one release atomically, before it is released, or
+        raise BudgetExhausted charging nothing. Returns the new balance and what this release cost.
+
+        Pure ε: the cost rounded up to the micro-ε. (ε, δ): the growth of the account's composed ε at
+        the budget's δ (privacy.accounting), at least one micro-ε.
+        """
+        if terms.delta is None:
+            price = PureDP.from_epsilon(cost.epsilon)
+            balance = self._debit(dataset, user, price, terms, fingerprint, audited)
+            return balance, price
+        return self._debit_events(dataset, user, cost.events, terms, fingerprint, audited)
+
+    def _debit(
         self,
         dataset: str,
         user: str,
         cost: PureDP,
-        total: PureDP,
+        terms: Terms,
         fingerprint: str,
-        period: int = 0,
-        refreshes: str = "",
-        audited: dict[str, Any] | None = None,
+        audited: dict[str, Any] | None,
     ) -> Balance:
-        """Charge `cost` atomically, or raise BudgetExhausted without charging anything."""
+        total, period, refreshes = terms.total, terms.period, terms.refreshes
         if cost.micro <= 0:
             raise ValueError("a debit must cost something")
         with self._immediate():
@@ -134,23 +179,19 @@ class Ledger:
             row = self._db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
         return str(row[0])
 
-    def debit_events(
+    def _debit_events(
         self,
         dataset: str,
         user: str,
         events: Sequence[NoiseEvent],
-        total: PureDP,
-        delta: float,
+        terms: Terms,
         fingerprint: str,
-        period: int = 0,
-        refreshes: str = "",
-        audited: dict[str, Any] | None = None,
+        audited: dict[str, Any] | None,
     ) -> tuple[Balance, PureDP]:
-        """(ε, δ) datasets: compose the period's events with these and charge the growth of ε at δ.
-
-        Returns the balance and what this query added. Raises BudgetExhausted, charging nothing, when
-        the composed ε would pass the total.
-        """
+        """(ε, δ) budgets: compose the period's events with these and charge the growth of ε at δ."""
+        total, period, refreshes = terms.total, terms.period, terms.refreshes
+        assert terms.delta is not None
+        delta = terms.delta
         with self._immediate():
             history: list[NoiseEvent] = []
             for (text,) in self._db.execute(

@@ -8,7 +8,9 @@ from rewriter.plan import Aggregate, Plan
 from rewriter.policy import Dataset
 
 
-def explain(plan: Plan, dataset: Dataset, remaining: float, total: float, answered: bool) -> list[str]:
+def explain(
+    plan: Plan, dataset: Dataset, remaining: float, total: float, answered: bool, engine_sql: str
+) -> list[str]:
     alpha = 1 - plan.confidence
     bounds = dataset.bounds()
     k = bounds.max_groups_contributed if plan.keys else 1
@@ -33,8 +35,10 @@ def explain(plan: Plan, dataset: Dataset, remaining: float, total: float, answer
     lines.append(f"    chance a group is suppressed, by its true size: {chances}")
     for aggregate in plan.aggregates:
         lines.extend(_aggregate_lines(aggregate, alpha, plan.confidence))
-    lines.append("engine SQL (clipped and bounded; run only when the answer is released):")
-    lines.append(f"  {plan.engine_sql}")
+    lines.append(
+        f"engine SQL on {dataset.engine} (clipped and bounded; it runs only when the answer is released):"
+    )
+    lines.append(f"  {engine_sql}")
     return lines
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from privacy import store
+from stores import sqlite as store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (

@@ -1,0 +1,58 @@
+"""The one small interface every engine has, and the router from a dataset to its engine.
+
+An engine runs the plan's engine query (a sqlglot tree the rewriter built) rendered in its own SQL
+dialect, interruptibly, and returns the exact aggregates: column names and rows. It never sees the
+client's text and never returns anything but aggregates. Engine errors never reach clients as
+engine text (it could quote data): they become InternalError, the detail goes to the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from engines.running import Limits, RunningQuery
+from rewriter.plan import Plan
+
+Rows = tuple[list[str], list[tuple]]
+
+
+class Engine(Protocol):
+    dialect: str  # sqlglot's name for the engine's SQL
+    unique_units: frozenset[str]  # datasets verified to have one row per privacy unit
+
+    def render(self, plan: Plan) -> str:
+        """The SQL this engine runs for the plan (EXPLAIN shows it)."""
+        ...
+
+    def data_version(self, dataset: str) -> str:
+        """Changes whenever the dataset's data may have changed: cached answers never outlive it."""
+        ...
+
+    async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows: ...
+
+    def close(self) -> None: ...
+
+
+class Engines:
+    """Each dataset's engine, as the policy places it."""
+
+    def __init__(self, by_dataset: Mapping[str, Engine]) -> None:
+        self._by_dataset = dict(by_dataset)
+
+    def of(self, dataset: str) -> Engine:
+        return self._by_dataset[dataset]
+
+    @property
+    def unique_units(self) -> frozenset[str]:
+        return frozenset().union(*(e.unique_units for e in self.distinct()))
+
+    def distinct(self) -> list[Engine]:
+        seen: dict[int, Engine] = {}
+        for engine in self._by_dataset.values():
+            seen.setdefault(id(engine), engine)
+        return list(seen.values())
+
+    def close(self) -> None:
+        for engine in self.distinct():
+            engine.close()

@@ -1,0 +1,139 @@
+"""The embedded DuckDB engine: datasets' files scanned where they lie, the engine locked down.
+
+Each file dataset is a view over its Parquet/CSV file, glob or folder, read at query time (nothing
+is copied, so start-up time and memory do not grow with the data). Before any query runs, DuckDB
+may read exactly the declared sources (`allowed_paths` / `allowed_directories`), every other
+external access is disabled and the configuration locked, so even SQL we generate cannot read
+other files, load extensions or change settings. Queries run on a per-call cursor in a worker
+thread (`engines.running`): a cancel, a statement timeout or a disconnect interrupts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from engines.base import Rows
+from engines.running import Limits, RunningQuery, run_interruptible
+from engines.sources import FileSource
+from pgerrors import InternalError
+from rewriter.plan import Plan
+from rewriter.policy import Policy
+
+log = logging.getLogger(__name__)
+
+LOCKDOWN = (
+    "SET enable_external_access = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET lock_configuration = true",
+)
+VERIFY_AT_START_BYTES = 256 << 20  # one_row_per_unit is checked before serving below this size
+
+
+class DuckDBEngine:
+    dialect = "duckdb"
+
+    def __init__(self, policy: Policy, bounding_secret: str, datasets: Sequence[str] | None = None) -> None:
+        con = duckdb.connect(":memory:")
+        # The key of contribution bounding's hash; SQL refers to the macro, never to the value.
+        con.execute(f"CREATE MACRO privacylens_secret() AS '{bounding_secret:s}'")
+        names = list(policy.datasets) if datasets is None else list(datasets)
+        self._sources: dict[str, FileSource] = {}
+        for name in names:
+            source = FileSource.of(policy.source_path(name), policy.datasets[name].format)
+            if not source.files():
+                raise FileNotFoundError(f"dataset {name}: source {source.pattern} matches no file")
+            con.execute(f"CREATE VIEW {_quoted(name)} AS SELECT * FROM {source.scan_sql()}")
+            self._sources[name] = source
+        files = sorted({s.pattern for s in self._sources.values() if s.allowed_directory is None})
+        folders = sorted({s.allowed_directory for s in self._sources.values() if s.allowed_directory})
+        spill = tempfile.mkdtemp(prefix="privacylens-duckdb-")  # where large aggregates spill to disk
+        self._cleanup = weakref.finalize(self, shutil.rmtree, spill, True)
+        con.execute(f"SET temp_directory = '{spill}'")
+        con.execute("SET allowed_paths = ?", [files])
+        con.execute("SET allowed_directories = ?", [folders])
+        for statement in LOCKDOWN:
+            con.execute(statement)
+        self._con = con
+        self.unique_units: frozenset[str] = frozenset()
+        self._unique_lock = threading.Lock()
+        declared = [n for n in names if policy.datasets[n].one_row_per_unit]
+        small = [n for n in declared if self._sources[n].size() <= VERIFY_AT_START_BYTES]
+        self._verify(policy, small)
+        large = [n for n in declared if n not in small]
+        if large:  # until verified, their queries get contribution-bounded plans (always safe)
+            threading.Thread(target=self._verify, args=(policy, large), daemon=True).start()
+
+    def _verify(self, policy: Policy, names: Sequence[str]) -> None:
+        """one_row_per_unit is trusted only once the data shows it."""
+        for name in names:
+            unit = policy.datasets[name].privacy_unit
+            cursor = self._con.cursor()
+            try:
+                duplicates = duplicate_units(cursor, name, unit)
+            except duckdb.Error:
+                log.exception("dataset %s: could not check one_row_per_unit", name)
+                continue
+            finally:
+                cursor.close()
+            if duplicates:
+                log.warning(
+                    "dataset %s declares one_row_per_unit but %d privacy units have several rows: "
+                    "its queries bound each unit to one row in the plan",
+                    name, duplicates,
+                )  # fmt: skip
+                continue
+            with self._unique_lock:
+                self.unique_units = self.unique_units | {name}
+
+    def render(self, plan: Plan) -> str:
+        return plan.engine_sql
+
+    def data_version(self, dataset: str) -> str:
+        return self._sources[dataset].version()
+
+    async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows:
+        return await self.run_sql(self.render(plan), params, running, limits)
+
+    async def run_sql(self, sql: str, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows:
+        cursor = self._con.cursor()
+        try:
+            return await run_interruptible(cursor, lambda: _fetch(cursor, sql, list(params)), running, limits)
+        except duckdb.Error as err:
+            # Never echo engine text: it could quote data. The log keeps the detail for admins.
+            log.warning("engine error: %s", err)
+            raise InternalError("the query engine failed to run this query") from err
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self._con.close()
+        self._cleanup()
+
+
+def _fetch(cursor: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Rows:
+    result = cursor.execute(sql, params)
+    columns = [d[0] for d in result.description or []]
+    return columns, result.fetchall()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def duplicate_units(con: duckdb.DuckDBPyConnection, table: str, unit: str) -> int:
+    """How many privacy units have more than one row in `table`."""
+    u = _quoted(unit)
+    row = con.execute(
+        f"SELECT COUNT(*) FROM (SELECT {u} FROM {_quoted(table)} WHERE {u} IS NOT NULL "
+        f"GROUP BY {u} HAVING COUNT(*) > 1)"
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,294 @@
+"""A DP query over a dataset, answered: plan → cached answer or charge → engine → noise → released rows.
+
+If this question was answered before, the stored answer is re-served at no cost. Otherwise the
+ledger charges the plan's cost (`Ledger.charge`, the only place budget is spent) before the engine
+runs; the noisy measures are stored, then presented (suppression, intervals, HAVING, ORDER BY,
+LIMIT: post-processing). A charge is never refunded: if the engine fails after it, the charge stands
+and the failure is kept as the question's answer (a refund could make failures observable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlglot import exp
+
+from answers.answer import FAILED, Answer, answer_key
+from answers.explain import explain
+from answers.release import draw_noise, present, released_sizes
+from engines.base import Engines
+from engines.running import Limits
+from pgerrors import AccessDenied, FeatureNotAllowed, InternalError, PgError
+from privacy.budget import PureDP
+from proxy import metrics
+from proxy.planning import plan_off_loop
+from proxy.results import Result, plan_columns
+from proxy.session import SessionState
+from rewriter.context import RewriteContext
+from rewriter.parse import Kind, Statement
+from rewriter.pipeline import plan_query
+from rewriter.plan import Plan
+from rewriter.policy import Dataset, Policy
+from stores.audit import AuditLog
+from stores.ledger import Balance, Cost, Ledger, Terms
+from stores.monitor import Monitor, Observation
+
+log = logging.getLogger("privacylens.dp_query")
+
+
+@dataclass
+class DpQueries:
+    policy: Policy
+    engines: Engines
+    ledger: Ledger
+    monitor: Monitor
+    audit: AuditLog | None
+    max_statement_seconds: float
+
+    def __post_init__(self) -> None:
+        self._question_locks: dict[str, asyncio.Lock] = {}
+
+    # ---- planning: pure, shared by Describe and Execute ----------------------------------------
+
+    def plan(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]) -> Plan:
+        """Plan once per statement and context: Parse/Describe and Execute share the plan."""
+        settings = state.settings
+        key = (self.policy.version, state.user, state.role, settings.epsilon(), settings.confidence(),
+               settings.delta(), settings.mechanism(), settings.target_ci_width(), declared)  # fmt: skip
+        plan = statement.plans.get(key)
+        if plan is None:
+            assert isinstance(statement.tree, exp.Select)
+            ctx = RewriteContext(
+                policy=self.policy,
+                user=state.user,
+                role=state.role,
+                epsilon=settings.epsilon(),
+                confidence=settings.confidence(),
+                delta=settings.delta(),
+                mechanism=settings.mechanism(),
+                target_ci_width=settings.target_ci_width(),
+                declared_parameter_types=declared,
+                unique_units=self.engines.unique_units,
+            )
+            plan = statement.plans[key] = plan_query(statement.tree, ctx)
+        assert isinstance(plan, Plan)
+        return plan
+
+    # ---- answering ------------------------------------------------------------------------------
+
+    async def answer(
+        self,
+        statement: Statement,
+        state: SessionState,
+        params: Sequence[Any],
+        declared: tuple[str | None, ...],
+    ) -> Result:
+        policy, engines = self.policy, self.engines  # a policy reload must not change them mid-query
+        started = time.perf_counter()
+        plan = await plan_off_loop(self.plan, statement, state, declared)
+        metrics.PHASE_SECONDS.labels("plan").observe(time.perf_counter() - started)
+        dataset = policy.datasets[plan.dataset]
+        engine = engines.of(plan.dataset)
+        await self._apply_holds(plan, state, dataset)
+        total = PureDP.total(dataset.budget.epsilon)
+        key = answer_key(plan, params, policy.version, engine.data_version(plan.dataset))
+        async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
+            stored = await asyncio.to_thread(self.ledger.find_answer, key)
+            if stored == FAILED:
+                raise _engine_failed()
+            if stored is not None:
+                return await self._answer_again(plan, state, statement, params, Answer.from_json(stored))
+            terms = Terms.of(dataset.budget, time.time())
+            cost = Cost(plan.cost, plan.events if dataset.budget.delta is not None else ())
+            # The charge and its "query answered" audit row commit in one transaction.
+            audited = {"delta": plan.delta} if self.audit is not None else None
+            balance, spent = await asyncio.to_thread(
+                self.ledger.charge, plan.dataset, state.user, cost, terms, plan.fingerprint, audited
+            )
+            started = time.perf_counter()
+            try:
+                engine_columns, engine_rows = await engine.run(
+                    plan, params, state.running, self._limits(state)
+                )
+            except InternalError:
+                # Accepted plans are total (tests/test_plans_never_fail.py); should one still fail,
+                # the charge stands, the failure is kept as this question's answer and the client
+                # sees the same words whatever the data.
+                await asyncio.to_thread(self.ledger.keep_answer, key, plan.dataset, state.user, FAILED)
+                await self._audit("query failed", state.user, plan.dataset, fingerprint=plan.fingerprint)
+                raise _engine_failed() from None
+            metrics.PHASE_SECONDS.labels("engine").observe(time.perf_counter() - started)
+            answer = draw_noise(plan, engine_columns, engine_rows)
+            kept = await asyncio.to_thread(
+                self.ledger.keep_answer, key, plan.dataset, state.user, answer.to_json()
+            )
+        started = time.perf_counter()
+        answer = Answer.from_json(kept)  # another process may have stored its answer first
+        rows = present(plan, answer)
+        metrics.PHASE_SECONDS.labels("noise").observe(time.perf_counter() - started)
+        observation = await self._observe(
+            plan, state, statement, params, answer, rows, spent.epsilon, dataset
+        )
+        if observation.withheld_by is not None:
+            alert = observation.withheld_by
+            await self._audit(
+                "answer withheld", state.user, plan.dataset, fingerprint=plan.fingerprint,
+                epsilon=spent.epsilon, delta=plan.delta, alert=alert.id,
+            )  # fmt: skip
+            error = AccessDenied(
+                f"this answer is withheld: it completes a suspected {alert.kind} attack on dataset "
+                f'"{plan.dataset}" (alert {alert.id}); its ε {spent.epsilon:.2f} is spent',
+                hint="Your queries on this dataset are refused until an admin clears the alert; "
+                "auditors can review it in privacylens.alerts and privacylens.attack_replay.",
+            )
+            error.audited = True
+            raise error
+        metrics.QUERIES.labels(plan.dataset, "answered", "00000").inc()
+        metrics.CACHE.labels(plan.dataset, "false").inc()
+        metrics.EPSILON_SPENT.labels(plan.dataset).inc(spent.epsilon)
+        suppressed = sum(1 for row in rows if row[-1])
+        metrics.GROUPS.labels(plan.dataset, "true").inc(suppressed)
+        metrics.GROUPS.labels(plan.dataset, "false").inc(len(rows) - suppressed)
+        at_delta = f" at δ {dataset.budget.delta:g}" if dataset.budget.delta is not None else ""
+        notice = (
+            f'ε spent {spent.epsilon:.2f} of {total.epsilon:.2f}{at_delta} on dataset "{plan.dataset}" '
+            f"({balance.remaining.epsilon:.2f} left); {plan.confidence:.0%} intervals shown"
+        )
+        return Result(plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
+
+    async def _answer_again(
+        self, plan: Plan, state: SessionState, statement: Statement, params: Sequence[Any], answer: Answer
+    ) -> Result:
+        dataset = self.policy.datasets[plan.dataset]
+        balance = await self.balance(plan, state)
+        notice = (
+            "answered again at no cost: this question was already answered "
+            f'on dataset "{plan.dataset}" '
+            f"(ε {balance.remaining.epsilon:.2f} of {balance.total.epsilon:.2f} left); "
+            f"{plan.confidence:.0%} intervals shown"
+        )
+        rows = present(plan, answer)
+        await self._observe(plan, state, statement, params, answer, rows, 0.0, dataset)
+        metrics.QUERIES.labels(plan.dataset, "answered_again", "00000").inc()
+        metrics.CACHE.labels(plan.dataset, "true").inc()
+        await self._audit(
+            "query answered again", state.user, plan.dataset, fingerprint=plan.fingerprint, epsilon=0
+        )
+        return Result(plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
+
+    async def explain(
+        self,
+        statement: Statement,
+        state: SessionState,
+        params: Sequence[Any],
+        declared: tuple[str | None, ...],
+    ) -> Result:
+        """The DP plan of a query, its ε split and expected errors: free, the engine is not touched."""
+        if statement.inner is None or statement.inner.kind is not Kind.AGGREGATE:
+            raise FeatureNotAllowed(
+                "EXPLAIN applies to DP queries over a dataset",
+                hint="EXPLAIN SELECT department, COUNT(*) FROM employees GROUP BY department",
+            )
+        plan = await plan_off_loop(self.plan, statement.inner, state, declared)
+        dataset = self.policy.datasets[plan.dataset]
+        balance = await self.balance(plan, state)
+        engine = self.engines.of(plan.dataset)
+        key = answer_key(plan, params, self.policy.version, engine.data_version(plan.dataset))
+        answered = await asyncio.to_thread(self.ledger.find_answer, key) is not None
+        lines = explain(
+            plan, dataset, balance.remaining.epsilon, balance.total.epsilon, answered, engine.render(plan)
+        )
+        return Result([("QUERY PLAN", "text")], [(line,) for line in lines], "EXPLAIN")
+
+    async def balance(self, plan: Plan, state: SessionState) -> Balance:
+        """The user's balance on the plan's dataset in the current budget period."""
+        terms = Terms.of(self.policy.datasets[plan.dataset].budget, time.time())
+        return await asyncio.to_thread(
+            self.ledger.balance, plan.dataset, state.user, terms.total, terms.period
+        )
+
+    # ---- side effects: holds, detectors, audit ---------------------------------------------------
+
+    async def _apply_holds(self, plan: Plan, state: SessionState, dataset: Dataset) -> None:
+        """Refuse or slow down the queries of accounts an attack alert holds (stores.monitor)."""
+        holds = await asyncio.to_thread(self.monitor.holds, plan.dataset, state.user)
+        if not holds:
+            return
+        alert = holds[0]
+        if alert.action == "refuse":
+            until = dt.datetime.fromtimestamp(alert.until, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            raise AccessDenied(
+                f'your queries on dataset "{plan.dataset}" are refused after a suspected '
+                f"{alert.kind} attack (alert {alert.id})",
+                hint=f"The refusal lifts at {until}, or sooner if an admin clears alert {alert.id}.",
+            )
+        await asyncio.sleep(dataset.detectors.throttle_seconds)
+
+    async def _observe(
+        self,
+        plan: Plan,
+        state: SessionState,
+        statement: Statement,
+        params: Sequence[Any],
+        answer: Answer,
+        rows: list[tuple],
+        epsilon: float,
+        dataset: Dataset,
+    ) -> Observation:
+        """Record a release and run the attack detectors; alerts are audited and counted."""
+        sizes, size_sd = released_sizes(plan, answer)
+        assert statement.tree is not None
+        observation = await asyncio.to_thread(
+            self.monitor.observe,
+            plan.dataset,
+            state.user,
+            statement.tree.sql(dialect="postgres"),
+            params,
+            epsilon,
+            epsilon > 0,
+            plan.question.render(params),
+            sizes,
+            size_sd,
+            rows,
+            dataset.detectors,
+            dataset.privacy_unit,
+        )
+        for alert, finding in observation.alerts:
+            log.warning("attack alert %s (%s, %s): %s", alert.id, alert.kind, alert.action, alert.summary)
+            await self._audit(
+                "attack alert", "privacylens", plan.dataset, alert=alert.id, heuristic=alert.kind,
+                action=alert.action, users=list(finding.users), queries=list(finding.queries),
+                summary=alert.summary,
+            )  # fmt: skip
+        return observation
+
+    async def _audit(self, kind: str, user: str, dataset: str | None, **detail: Any) -> None:
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.record, kind, user, dataset, **detail)
+
+    def _limits(self, state: SessionState) -> Limits:
+        return limits_of(state, self.max_statement_seconds)
+
+
+def limits_of(state: SessionState, max_statement_seconds: float) -> Limits:
+    """The session's statement_timeout, never above the server's maximum; and its disconnect check."""
+    session_ms = int(state.settings.values.get("statement_timeout") or 0)
+    seconds = max_statement_seconds
+    if session_ms > 0:
+        seconds = min(seconds, session_ms / 1000)
+    return Limits(timeout_seconds=seconds if seconds > 0 else None, disconnected=state.disconnected)
+
+
+def _engine_failed() -> PgError:
+    error = InternalError(
+        "this question could not be answered; its ε is spent",
+        hint="Ask it in another way; asking this one again gives this error at no cost.",
+    )
+    error.audited = True
+    return error

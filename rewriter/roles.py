@@ -1,0 +1,14 @@
+"""The roles a policy user or a token can have, and what each may do: the one place they are named.
+
+>>> sorted(ROLES)
+['admin', 'analyst', 'auditor']
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Role = Literal["admin", "analyst", "auditor"]
+ROLES: frozenset[str] = frozenset(get_args(Role))
+READER_ROLES: frozenset[str] = frozenset({"admin", "analyst"})  # may query datasets
+AUDIT_ROLES: frozenset[str] = frozenset({"admin", "auditor"})  # read every row of the ledger and audit views

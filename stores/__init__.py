@@ -1,0 +1,1 @@
+"""Durable state: the privacy ledger (the only place budget is charged), audit chain, answers, monitor."""
