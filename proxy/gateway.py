@@ -58,8 +58,8 @@ class Gateway:
         self.audit = audit
         self.max_statement_seconds = max_statement_seconds
         self.ledger = ledger
-        self.catalog = catalog if catalog is not None else CatalogEngine(policy, ledger.path)
-        monitor = monitor if monitor is not None else Monitor(ledger.path)
+        self.catalog = catalog if catalog is not None else CatalogEngine(policy, ledger.location)
+        monitor = monitor if monitor is not None else Monitor(ledger.location)
         self.queries = DpQueries(policy, engines, ledger, monitor, audit, max_statement_seconds)
 
     @property

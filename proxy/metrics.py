@@ -9,12 +9,9 @@ client-chosen text, never data.
 from __future__ import annotations
 
 import hmac
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -23,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rewriter.policy import Policy
+from stores.database import Database
 from stores.ledger import current_accounts
 
 ALERT_KINDS = ("differencing", "averaging", "burst")  # privacy.detectors
@@ -60,8 +58,8 @@ CACHE = Counter(
 class LedgerCollector(Collector):
     """Budget totals, what is left per (dataset, user) in the current period, and attack alerts."""
 
-    def __init__(self, ledger: str | Path, policy: Callable[[], Policy]) -> None:
-        self._ledger = str(ledger)
+    def __init__(self, db: Database, policy: Callable[[], Policy]) -> None:
+        self._db = db
         self._policy = policy
 
     def collect(self) -> Iterator[Metric]:
@@ -82,21 +80,18 @@ class LedgerCollector(Collector):
             "Attack alerts raised, by dataset and heuristic.",
             labels=["dataset", "kind"],
         )
-        with closing(sqlite3.connect(f"file:{self._ledger}?mode=ro", uri=True, timeout=5)) as db:
-            for name, dataset in sorted(policy.datasets.items()):
-                total.add_metric([name], dataset.budget.epsilon)
-            for account in current_accounts(db, policy, time.time()):
-                left.add_metric([account.dataset, account.user], account.remaining)
-                ratio.add_metric([account.dataset, account.user], account.remaining / account.total)
-            counts = {(name, kind): 0 for name in policy.datasets for kind in ALERT_KINDS}  # series from 0
-            counts.update(
-                {
-                    (d, k): n
-                    for d, k, n in db.execute("SELECT dataset, kind, count(*) FROM alerts GROUP BY 1, 2")
-                }
-            )
-            for (dataset_name, kind), count in sorted(counts.items()):
-                alerts.add_metric([dataset_name, kind], count)
+        db = self._db
+        for name, dataset in sorted(policy.datasets.items()):
+            total.add_metric([name], dataset.budget.epsilon)
+        for account in current_accounts(db, policy, time.time()):
+            left.add_metric([account.dataset, account.user], account.remaining)
+            ratio.add_metric([account.dataset, account.user], account.remaining / account.total)
+        counts = {(name, kind): 0 for name in policy.datasets for kind in ALERT_KINDS}  # series from 0
+        counts.update(
+            {(d, k): n for d, k, n in db.query("SELECT dataset, kind, count(*) FROM alerts GROUP BY 1, 2")}
+        )
+        for (dataset_name, kind), count in sorted(counts.items()):
+            alerts.add_metric([dataset_name, kind], count)
         yield from (total, left, ratio, alerts)
 
 

@@ -92,7 +92,7 @@ class Server:
 
     def start_metrics(self) -> None:
         if self.settings.metrics_port:
-            REGISTRY.register(metrics.LedgerCollector(self.settings.ledger, lambda: self.gateway.policy))
+            REGISTRY.register(metrics.LedgerCollector(self.gateway.monitor.db, lambda: self.gateway.policy))
             metrics.serve(self.settings.host, self.settings.metrics_port, self.settings.metrics_token)
             log.info("metrics on http://%s:%s/metrics", self.settings.host, self.settings.metrics_port)
 

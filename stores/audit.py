@@ -11,19 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stores import sqlite as store
+from stores.database import Database, Tx, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
+    id {serial},
+    at DOUBLE PRECISION NOT NULL,
     kind TEXT NOT NULL,
     user_name TEXT NOT NULL,
     dataset TEXT,
@@ -34,7 +32,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE TABLE IF NOT EXISTS audit_head (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     hash TEXT NOT NULL,
-    count INTEGER NOT NULL
+    count BIGINT NOT NULL
 );
 """
 GENESIS = "0" * 64
@@ -45,20 +43,20 @@ def _digest(at: float, kind: str, user: str, dataset: str | None, detail: str, p
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def append(db: sqlite3.Connection, kind: str, user: str, dataset: str | None, detail: dict[str, Any]) -> None:
+def append(tx: Tx, kind: str, user: str, dataset: str | None, detail: dict[str, Any]) -> None:
     """Append one row inside the caller's write transaction (the ledger's debit uses it, so a debit
     and its audit row commit together or not at all)."""
     text = json.dumps(detail, sort_keys=True, default=str)
-    head = db.execute("SELECT hash, count FROM audit_head").fetchone()
+    head = tx.one("SELECT hash, count FROM audit_head")
     prev, count = (head[0], head[1]) if head else (GENESIS, 0)
     at = time.time()
     digest = _digest(at, kind, user, dataset, text, prev)
-    db.execute(
+    tx.execute(
         "INSERT INTO audit (at, kind, user_name, dataset, detail, prev_hash, hash) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (at, kind, user, dataset, text, prev, digest),
     )
-    db.execute(
+    tx.execute(
         "INSERT INTO audit_head (one, hash, count) VALUES (1, ?, ?) "
         "ON CONFLICT (one) DO UPDATE SET hash = excluded.hash, count = excluded.count",
         (digest, count + 1),
@@ -84,18 +82,17 @@ def redact(statement: str) -> str:
 
 
 class AuditLog:
-    def __init__(self, path: str | Path) -> None:
-        self._db = store.connect(path, SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, location: str | Path | Database) -> None:
+        self.db = location if isinstance(location, Database) else open_database(location)
+        self.db.create(SCHEMA)
 
     def record(self, kind: str, user: str, dataset: str | None = None, **detail: Any) -> None:
         """Append one event (query answered / refused / re-served, policy loaded, ...)."""
-        with store.immediate(self._db, self._lock):
-            append(self._db, kind, user, dataset, detail)
+        with self.db.write() as tx:
+            append(tx, kind, user, dataset, detail)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
 
 @dataclass(frozen=True)
@@ -108,16 +105,16 @@ class Verification:
         return not self.problems
 
 
-def verify(path: str | Path) -> Verification:
+def verify(location: str | Path | Database) -> Verification:
     """Walk the chain; report every row whose content, link or position does not check out."""
-    db = sqlite3.connect(path)
+    db = location if isinstance(location, Database) else open_database(location)
     try:
-        db.executescript(SCHEMA)
+        db.create(SCHEMA)
         problems: list[str] = []
         prev = GENESIS
-        rows = db.execute(
+        rows = db.query(
             "SELECT id, at, kind, user_name, dataset, detail, prev_hash, hash FROM audit ORDER BY id"
-        ).fetchall()
+        )
         for row_id, at, kind, user, dataset, detail, prev_hash, digest in rows:
             if prev_hash != prev:
                 problems.append(
@@ -126,7 +123,8 @@ def verify(path: str | Path) -> Verification:
             if _digest(at, kind, user, dataset, detail, prev_hash) != digest:
                 problems.append(f"row {row_id}: its content was changed")
             prev = digest
-        head = db.execute("SELECT hash, count FROM audit_head").fetchone()
+        heads = db.query("SELECT hash, count FROM audit_head")
+        head = heads[0] if heads else None
         if head is not None and (head[0] != prev or head[1] != len(rows)):
             problems.append(
                 f"the log ends at row {rows[-1][0] if rows else 0} but {head[1]} rows were written: "
@@ -134,4 +132,5 @@ def verify(path: str | Path) -> Verification:
             )
         return Verification(len(rows), problems)
     finally:
-        db.close()
+        if db is not location:
+            db.close()

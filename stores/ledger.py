@@ -11,11 +11,8 @@ debit is on disk. The caller releases an answer only after `debit` returns.
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,14 +25,14 @@ from privacy.budget import PureDP
 from rewriter.policy import Budget, Policy
 from rewriter.roles import READER_ROLES
 from stores import audit
-from stores import sqlite as store
+from stores.database import Database, Tx, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     dataset TEXT NOT NULL,
     user_name TEXT NOT NULL,
-    period INTEGER NOT NULL DEFAULT 0,  -- budget period: 0 when budgets never refresh
-    spent_micro INTEGER NOT NULL CHECK (spent_micro >= 0),
+    period BIGINT NOT NULL DEFAULT 0,  -- budget period: 0 when budgets never refresh
+    spent_micro BIGINT NOT NULL CHECK (spent_micro >= 0),
     PRIMARY KEY (dataset, user_name, period)
 );
 CREATE TABLE IF NOT EXISTS secrets (
@@ -44,20 +41,20 @@ CREATE TABLE IF NOT EXISTS secrets (
 );
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
-    at REAL NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
     dataset TEXT NOT NULL,
     user_name TEXT NOT NULL,
     answer TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS debits (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
+    id {serial},
+    at DOUBLE PRECISION NOT NULL,
     dataset TEXT NOT NULL,
     user_name TEXT NOT NULL,
-    cost_micro INTEGER NOT NULL CHECK (cost_micro > 0),
-    spent_after_micro INTEGER NOT NULL,
-    total_micro INTEGER NOT NULL,
-    period INTEGER NOT NULL DEFAULT 0,
+    cost_micro BIGINT NOT NULL CHECK (cost_micro > 0),
+    spent_after_micro BIGINT NOT NULL,
+    total_micro BIGINT NOT NULL,
+    period BIGINT NOT NULL DEFAULT 0,
     events TEXT,  -- (ε, δ) datasets: the noise events charged, for the accountant
     fingerprint TEXT NOT NULL
 );
@@ -100,19 +97,17 @@ class Balance:
 
 
 class Ledger:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = store.connect(self.path, SCHEMA + audit.SCHEMA)
+    def __init__(self, location: str | Path | Database) -> None:
+        self.db = location if isinstance(location, Database) else open_database(location)
+        self.location = self.db.location
+        self.db.create(SCHEMA + audit.SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     def balance(self, dataset: str, user: str, total: PureDP, period: int = 0) -> Balance:
-        with self._lock:
-            return Balance(dataset, user, total, PureDP(self._spent(dataset, user, period)))
+        with self.db.read() as tx:
+            return Balance(dataset, user, total, PureDP(_spent(tx, dataset, user, period)))
 
     def charge(
         self,
@@ -147,36 +142,41 @@ class Ledger:
         total, period, refreshes = terms.total, terms.period, terms.refreshes
         if cost.micro <= 0:
             raise ValueError("a debit must cost something")
-        with self._immediate():
-            spent = self._spent(dataset, user, period)
+        with self.db.write() as tx:
+            spent = _spent(tx, dataset, user, period)
             if spent + cost.micro > total.micro:
                 raise _exhausted(dataset, cost, PureDP(max(total.micro - spent, 0)), total, refreshes)
             new_spent = spent + cost.micro
-            self._record(dataset, user, period, new_spent, cost.micro, total, fingerprint, None, audited)
+            _record(tx, dataset, user, period, new_spent, cost.micro, total, fingerprint, None, audited)
             return Balance(dataset, user, total, PureDP(new_spent))
 
     def secret(self, name: str) -> str:
         """A random secret made once and kept: stable across restarts and shared by replicas."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, secrets.token_hex(32))
+        with self.db.write() as tx:
+            tx.execute(
+                "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, secrets.token_hex(32)),
             )
-            return str(self._db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0])
+            row = tx.one("SELECT value FROM secrets WHERE name = ?", (name,))
+        assert row is not None
+        return str(row[0])
 
     def find_answer(self, key: str) -> str | None:
         """A released answer (its JSON), if this question was answered before."""
-        with self._lock:
-            row = self._db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
+        with self.db.read() as tx:
+            row = tx.one("SELECT answer FROM answers WHERE key = ?", (key,))
         return str(row[0]) if row else None
 
     def keep_answer(self, key: str, dataset: str, user: str, answer: str) -> str:
         """Store a released answer; if another process stored one first, return that one instead."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO answers (key, at, dataset, user_name, answer) VALUES (?, ?, ?, ?, ?)",
+        with self.db.write() as tx:
+            tx.execute(
+                "INSERT INTO answers (key, at, dataset, user_name, answer) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO NOTHING",
                 (key, time.time(), dataset, user, answer),
             )
-            row = self._db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
+            row = tx.one("SELECT answer FROM answers WHERE key = ?", (key,))
+        assert row is not None
         return str(row[0])
 
     def _debit_events(
@@ -192,21 +192,22 @@ class Ledger:
         total, period, refreshes = terms.total, terms.period, terms.refreshes
         assert terms.delta is not None
         delta = terms.delta
-        with self._immediate():
+        with self.db.write() as tx:
             history: list[NoiseEvent] = []
-            for (text,) in self._db.execute(
+            for (text,) in tx.execute(
                 "SELECT events FROM debits WHERE dataset = ? AND user_name = ? AND period = ? "
                 "AND events IS NOT NULL",
                 (dataset, user, period),
             ):
                 history.extend(accounting.from_json(text))
-            spent = self._spent(dataset, user, period)
+            spent = _spent(tx, dataset, user, period)
             after = PureDP.from_epsilon(accounting.epsilon_of([*history, *events], delta))
             if after.micro > total.micro:
                 needs = PureDP(max(after.micro - spent, 1))
                 raise _exhausted(dataset, needs, PureDP(max(total.micro - spent, 0)), total, refreshes, delta)
             new_spent = max(after.micro, spent + 1)
-            self._record(
+            _record(
+                tx,
                 dataset,
                 user,
                 period,
@@ -219,43 +220,42 @@ class Ledger:
             )
             return Balance(dataset, user, total, PureDP(new_spent)), PureDP(new_spent - spent)
 
-    def _immediate(self) -> AbstractContextManager[None]:
-        return store.immediate(self._db, self._lock)
 
-    def _record(
-        self,
-        dataset: str,
-        user: str,
-        period: int,
-        new_spent: int,
-        cost: int,
-        total: PureDP,
-        fingerprint: str,
-        events: str | None,
-        audited: dict[str, Any] | None,
-    ) -> None:
-        """The debit, the new balance and, when `audited` is given, its "query answered" audit row:
-        one transaction, so no crash can leave a debit without its audit row or the reverse."""
-        self._db.execute(
-            "INSERT INTO accounts (dataset, user_name, period, spent_micro) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (dataset, user_name, period) DO UPDATE SET spent_micro = excluded.spent_micro",
-            (dataset, user, period, new_spent),
-        )
-        self._db.execute(
-            "INSERT INTO debits (at, dataset, user_name, cost_micro, spent_after_micro, total_micro, "
-            "fingerprint, period, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), dataset, user, cost, new_spent, total.micro, fingerprint, period, events),
-        )
-        if audited is not None:
-            detail = {**audited, "fingerprint": fingerprint, "epsilon": cost / 1_000_000}
-            audit.append(self._db, "query answered", user, dataset, detail)
+def _record(
+    tx: Tx,
+    dataset: str,
+    user: str,
+    period: int,
+    new_spent: int,
+    cost: int,
+    total: PureDP,
+    fingerprint: str,
+    events: str | None,
+    audited: dict[str, Any] | None,
+) -> None:
+    """The debit, the new balance and, when `audited` is given, its "query answered" audit row:
+    one transaction, so no crash can leave a debit without its audit row or the reverse."""
+    tx.execute(
+        "INSERT INTO accounts (dataset, user_name, period, spent_micro) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (dataset, user_name, period) DO UPDATE SET spent_micro = excluded.spent_micro",
+        (dataset, user, period, new_spent),
+    )
+    tx.execute(
+        "INSERT INTO debits (at, dataset, user_name, cost_micro, spent_after_micro, total_micro, "
+        "fingerprint, period, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (time.time(), dataset, user, cost, new_spent, total.micro, fingerprint, period, events),
+    )
+    if audited is not None:
+        detail = {**audited, "fingerprint": fingerprint, "epsilon": cost / 1_000_000}
+        audit.append(tx, "query answered", user, dataset, detail)
 
-    def _spent(self, dataset: str, user: str, period: int) -> int:
-        row = self._db.execute(
-            "SELECT spent_micro FROM accounts WHERE dataset = ? AND user_name = ? AND period = ?",
-            (dataset, user, period),
-        ).fetchone()
-        return int(row[0]) if row else 0
+
+def _spent(tx: Tx, dataset: str, user: str, period: int) -> int:
+    row = tx.execute(
+        "SELECT spent_micro FROM accounts WHERE dataset = ? AND user_name = ? AND period = ?",
+        (dataset, user, period),
+    )
+    return int(row[0][0]) if row else 0
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ class Account:
         return max(self.total - self.spent, 0.0)
 
 
-def current_accounts(db: sqlite3.Connection, policy: Policy, now: float) -> list[Account]:
+def current_accounts(db: Database, policy: Policy, now: float) -> list[Account]:
     """Every user who may query data, and anyone else who spent, on every dataset, in its current period."""
     readers = {u for u, spec in policy.users.items() if spec.role in READER_ROLES}
     out = []
@@ -282,10 +282,10 @@ def current_accounts(db: sqlite3.Connection, policy: Policy, now: float) -> list
         period = dataset.budget.period(now)
         where = (name, period)
         spent = dict(
-            db.execute("SELECT user_name, spent_micro FROM accounts WHERE dataset = ? AND period = ?", where)
+            db.query("SELECT user_name, spent_micro FROM accounts WHERE dataset = ? AND period = ?", where)
         )
         answers = dict(
-            db.execute(
+            db.query(
                 "SELECT user_name, count(*) FROM debits WHERE dataset = ? AND period = ? GROUP BY 1", where
             )
         )

@@ -28,37 +28,37 @@ from typing import Any
 from answers.detectors import Finding, Release, find
 from rewriter.policy import Detectors
 from rewriter.question import Question
-from stores import sqlite as store
+from stores.database import Database, Tx, open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS released (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
+    id {serial},
+    at DOUBLE PRECISION NOT NULL,
     dataset TEXT NOT NULL,
     user_name TEXT NOT NULL,
     statement TEXT NOT NULL,
     params TEXT NOT NULL,
-    epsilon REAL NOT NULL,
+    epsilon DOUBLE PRECISION NOT NULL,
     fresh INTEGER NOT NULL,
     question TEXT NOT NULL,
     sizes TEXT NOT NULL,
-    size_sd REAL NOT NULL,
+    size_sd DOUBLE PRECISION NOT NULL,
     shown TEXT NOT NULL,  -- the rows the analyst received (JSON); '' when withheld
     withheld INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS released_by_dataset ON released (dataset, id);
 CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
+    id {serial},
+    at DOUBLE PRECISION NOT NULL,
     kind TEXT NOT NULL,
     dataset TEXT NOT NULL,
     users TEXT NOT NULL,  -- JSON list
     action TEXT NOT NULL,
-    until REAL NOT NULL,
+    until DOUBLE PRECISION NOT NULL,
     summary TEXT NOT NULL,
     queries TEXT NOT NULL,  -- JSON list of released ids, oldest first
     signature TEXT NOT NULL,
-    cleared_at REAL
+    cleared_at DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS alerts_by_signature ON alerts (signature, at);
 """
@@ -85,26 +85,25 @@ class Observation:
 
 
 class Monitor:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, location: str | Path | Database) -> None:
         # NORMAL: the history is defence in depth; the budget's durability is the ledger's (FULL).
-        self._db = store.connect(path, SCHEMA, synchronous="NORMAL")
-        self._lock = threading.Lock()
+        self.db = location if isinstance(location, Database) else open_database(location, "NORMAL")
+        self.db.create(SCHEMA)
+        self._lock = threading.Lock()  # guards the parsed history
         self._known: dict[str, list[Release]] = {}  # parsed history per dataset (see _history)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()
 
     def holds(self, dataset: str, user: str, now: float | None = None) -> list[Alert]:
         """Active throttles and refusals on this user's queries on this dataset, refusals first."""
         now = time.time() if now is None else now
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, kind, action, until, summary, users FROM alerts WHERE dataset = ? "
-                "AND action IN ('throttle', 'refuse') AND until > ? AND cleared_at IS NULL "
-                "ORDER BY action = 'refuse' DESC, id",
-                (dataset, now),
-            ).fetchall()
+        rows = self.db.query(
+            "SELECT id, kind, action, until, summary, users FROM alerts WHERE dataset = ? "
+            "AND action IN ('throttle', 'refuse') AND until > ? AND cleared_at IS NULL "
+            "ORDER BY action = 'refuse' DESC, id",
+            (dataset, now),
+        )
         return [Alert(*row[:5]) for row in rows if user in json.loads(row[5])]
 
     def observe(
@@ -125,10 +124,10 @@ class Monitor:
         """Record a released answer and raise the alerts it completes, atomically."""
         now = time.time()
         try:
-            with store.immediate(self._db, self._lock):
-                release_id = self._db.execute(
+            with self._lock, self.db.write() as tx:
+                (release_id,) = tx.execute(
                     "INSERT INTO released (at, dataset, user_name, statement, params, epsilon, fresh, "
-                    "question, sizes, size_sd, shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "question, sizes, size_sd, shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (
                         now,
                         dataset,
@@ -142,19 +141,16 @@ class Monitor:
                         size_sd,
                         _json(shown),
                     ),  # fmt: skip
-                ).lastrowid
-                assert release_id is not None
+                )[0]
                 new = Release(release_id, now, user, question, tuple(sizes), size_sd, fresh)
                 alerts = []
-                history = self._history(dataset, now - config.window_hours * 3600) if fresh else []
+                history = self._history(tx, dataset, now - config.window_hours * 3600) if fresh else []
                 for finding in find(new, history, config, unit_column):  # re-served answers add nothing
-                    alert = self._raise(dataset, finding, now, config)
+                    alert = self._raise(tx, dataset, finding, now, config)
                     if alert is not None:
                         alerts.append((alert, finding))
                 if any(alert.action == "refuse" for alert, _ in alerts):
-                    self._db.execute(
-                        "UPDATE released SET withheld = 1, shown = '' WHERE id = ?", (release_id,)
-                    )
+                    tx.execute("UPDATE released SET withheld = 1, shown = '' WHERE id = ?", (release_id,))
         except BaseException:
             self._known.pop(dataset, None)  # it may hold the rolled-back row, whose id can come again
             raise
@@ -162,14 +158,14 @@ class Monitor:
 
     def clear(self, alert_id: int) -> bool:
         """Lift an alert's throttle or refusal now (the alert stays on record)."""
-        with self._lock:
-            cursor = self._db.execute(
+        with self.db.write() as tx:
+            tx.execute(
                 "UPDATE alerts SET cleared_at = ? WHERE id = ? AND cleared_at IS NULL",
                 (time.time(), alert_id),
             )
-        return cursor.rowcount == 1
+            return tx.rowcount == 1
 
-    def _history(self, dataset: str, since: float) -> list[Release]:
+    def _history(self, tx: Tx, dataset: str, since: float) -> list[Release]:
         """The dataset's fresh answers since `since`, oldest first (at most HISTORY_LIMIT).
 
         Parsed rows are kept between calls; each call reads only rows added since (by this process
@@ -177,11 +173,11 @@ class Monitor:
         """
         known = self._known.setdefault(dataset, [])
         last = known[-1].id if known else 0
-        rows = self._db.execute(
+        rows = tx.execute(
             "SELECT id, at, user_name, question, sizes, size_sd FROM released "
             "WHERE dataset = ? AND fresh = 1 AND id > ? AND at >= ? ORDER BY id DESC LIMIT ?",
             (dataset, last, since, HISTORY_LIMIT),
-        ).fetchall()
+        )
         known.extend(
             Release(
                 row[0], row[1], row[2], Question.from_json(row[3]), tuple(json.loads(row[4])), row[5], True
@@ -192,18 +188,17 @@ class Monitor:
         self._known[dataset] = kept
         return list(kept)
 
-    def _raise(self, dataset: str, finding: Finding, now: float, config: Detectors) -> Alert | None:
+    def _raise(self, tx: Tx, dataset: str, finding: Finding, now: float, config: Detectors) -> Alert | None:
         """Store a finding as an alert, unless it continues one raised since its first query."""
-        first = self._db.execute("SELECT at FROM released WHERE id = ?", (finding.queries[0],)).fetchone()[0]
-        if self._db.execute(
-            "SELECT 1 FROM alerts WHERE signature = ? AND at >= ?", (finding.signature, first)
-        ).fetchone():
+        first = tx.one("SELECT at FROM released WHERE id = ?", (finding.queries[0],))
+        assert first is not None
+        if tx.one("SELECT 1 FROM alerts WHERE signature = ? AND at >= ?", (finding.signature, first[0])):
             return None
         action = getattr(config, finding.kind).action
         until = now + config.hold_seconds if action != "flag" else now
-        alert_id = self._db.execute(
+        (alert_id,) = tx.execute(
             "INSERT INTO alerts (at, kind, dataset, users, action, until, summary, queries, signature) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 now,
                 finding.kind,
@@ -215,8 +210,7 @@ class Monitor:
                 _json(finding.queries),
                 finding.signature,
             ),  # fmt: skip
-        ).lastrowid
-        assert alert_id is not None
+        )[0]
         return Alert(alert_id, finding.kind, action, until, finding.summary)
 
 

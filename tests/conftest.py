@@ -7,6 +7,8 @@ import pytest
 
 from demo import employees, visits
 from proxy.tls import make_self_signed
+from tests.postgres_server import PostgresServer, start_postgres
+from tests.postgres_server import available as postgres_available
 from tests.proxy_process import ProxyProcess, start_proxy, write_policy
 
 
@@ -63,3 +65,13 @@ def tls_only_proxy(
 ) -> ProxyProcess:
     cert, key = certificate
     return proxy_factory(_args=["--tls-cert", str(cert), "--tls-key", str(key), "--tls-required", "true"])
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 15 server, started by the suite (tests/postgres_server.py)."""
+    if not postgres_available():
+        pytest.fail("PostgreSQL 15 server binaries are missing (/usr/lib/postgresql/15/bin)")
+    server = start_postgres()
+    yield server
+    server.stop()

@@ -24,8 +24,8 @@ import duckdb
 from pgerrors import AccessDenied
 from rewriter.policy import Policy
 from rewriter.roles import AUDIT_ROLES
-from stores import sqlite as store
 from stores.audit import SCHEMA as AUDIT_SCHEMA
+from stores.database import open_database
 from stores.ledger import SCHEMA as LEDGER_SCHEMA
 from stores.ledger import current_accounts
 from stores.monitor import SCHEMA as MONITOR_SCHEMA
@@ -88,7 +88,8 @@ class SystemViews:
         self._con = con
         self._policy = policy
         self._lock = threading.Lock()
-        self._db = store.connect(ledger, LEDGER_SCHEMA + AUDIT_SCHEMA + MONITOR_SCHEMA)
+        self._db = open_database(ledger)
+        self._db.create(LEDGER_SCHEMA + AUDIT_SCHEMA + MONITOR_SCHEMA)
 
     def refresh(self) -> None:
         """Replace every view's rows with the ledger database's current content."""
@@ -147,7 +148,7 @@ class SystemViews:
     def _ledger(self) -> list[tuple]:
         return [
             (i, _time(at), ds, user, cost / 1e6, after / 1e6, total / 1e6, period, fp)
-            for i, at, ds, user, cost, after, total, period, fp in self._db.execute(
+            for i, at, ds, user, cost, after, total, period, fp in self._db.query(
                 "SELECT id, at, dataset, user_name, cost_micro, spent_after_micro, total_micro, period, "
                 "fingerprint FROM debits ORDER BY id"
             )
@@ -156,7 +157,7 @@ class SystemViews:
     def _audit(self) -> list[tuple]:
         return [
             (i, _time(at), *rest)
-            for i, at, *rest in self._db.execute(
+            for i, at, *rest in self._db.query(
                 "SELECT id, at, kind, user_name, dataset, detail, hash FROM audit ORDER BY id"
             )
         ]
@@ -164,7 +165,7 @@ class SystemViews:
     def _queries(self) -> list[tuple]:
         return [
             (i, _time(at), ds, user, statement, params, eps, not fresh, bool(withheld), shown or None)
-            for i, at, ds, user, statement, params, eps, fresh, withheld, shown in self._db.execute(
+            for i, at, ds, user, statement, params, eps, fresh, withheld, shown in self._db.query(
                 "SELECT id, at, dataset, user_name, statement, params, epsilon, fresh, withheld, shown "
                 "FROM released ORDER BY id"
             )
@@ -185,7 +186,7 @@ class SystemViews:
                 len(json.loads(queries)),
                 summary,
             )  # fmt: skip
-            for i, at, kind, ds, users, action, until, queries, summary, cleared in self._db.execute(
+            for i, at, kind, ds, users, action, until, queries, summary, cleared in self._db.query(
                 "SELECT id, at, kind, dataset, users, action, until, queries, summary, cleared_at "
                 "FROM alerts ORDER BY id"
             )
@@ -193,12 +194,12 @@ class SystemViews:
 
     def _replay(self) -> list[tuple]:
         out = []
-        for alert_id, kind, queries in self._db.execute("SELECT id, kind, queries FROM alerts ORDER BY id"):
+        for alert_id, kind, queries in self._db.query("SELECT id, kind, queries FROM alerts ORDER BY id"):
             ids = json.loads(queries)
             marks = ", ".join("?" for _ in ids)
             found = {
                 row[0]: row
-                for row in self._db.execute(
+                for row in self._db.query(
                     "SELECT id, at, user_name, statement, params, epsilon, fresh, withheld, shown "
                     f"FROM released WHERE id IN ({marks})",
                     ids,
