@@ -57,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     clear.add_argument("--ledger", default="var/ledger.sqlite")
     clear.add_argument("--by", default=getpass.getuser(), help="who clears it, for the audit log")
 
+    migrate = commands.add_parser(
+        "migrate-ledger",
+        help="copy a ledger (budgets, answers, audit chain, alerts) into an empty one (SQLite to PostgreSQL)",
+    )
+    migrate.add_argument("--from", dest="source", required=True, help="SQLite file or postgresql:// URL")
+    migrate.add_argument("--to", dest="target", required=True, help="SQLite file or postgresql:// URL")
+
     hashing = commands.add_parser("hash-password", help="print a SCRAM-SHA-256 verifier for a policy file")
     hashing.add_argument("--password", help="read from the terminal when omitted")
 
@@ -136,6 +143,21 @@ def main(argv: list[str] | None = None) -> int:
         AuditLog(args.ledger).record("alert cleared", args.by, None, alert=args.alert)
         print(f"alert {args.alert} cleared: its accounts may query again")
         return 0
+    if args.command == "migrate-ledger":
+        from stores.audit import verify as verify_log
+        from stores.database import open_database
+        from stores.migrate import TargetNotEmpty, migrate
+
+        source, target = open_database(args.source), open_database(args.target)
+        try:
+            copied = migrate(source, target)
+        except TargetNotEmpty as err:
+            print(err, file=sys.stderr)
+            return 1
+        result = verify_log(target)
+        counts = ", ".join(f"{n} {t}" for t, n in copied.rows.items())
+        print(f"copied {counts}; audit chain {'intact' if result.ok else 'BROKEN'} in the target")
+        return 0 if result.ok else 1
     if args.command == "make-cert":
         from proxy.tls import make_self_signed
 

@@ -10,8 +10,8 @@ each ReadyForQuery reports (I idle, T in a transaction block, E in a failed one)
 'E'
 >>> tx.rollback_to_savepoint(); tx.status.value
 'T'
->>> tx.end(); tx.status.value
-'I'
+>>> tx.end(), tx.status.value
+('COMMIT', 'I')
 """
 
 from __future__ import annotations

@@ -20,7 +20,12 @@ SETTINGS = (
     Setting("host", "127.0.0.1", "Address to listen on."),
     Setting("port", "6432", "TCP port for PostgreSQL clients."),
     Setting("policy", "policies/demo.yaml", "Policy file (datasets, budgets, users)."),
-    Setting("ledger", "var/ledger.sqlite", "SQLite file of the privacy-budget ledger (WAL mode)."),
+    Setting(
+        "ledger",
+        "var/ledger.sqlite",
+        "Where the ledger, audit log, answers and alerts live: a SQLite file (WAL mode), or a "
+        "postgresql:// URL that several replicas share.",
+    ),
     Setting("tls_cert", "", "PEM certificate; with tls_key, SSLRequests are answered and upgraded to TLS."),
     Setting("tls_key", "", "PEM private key of tls_cert."),
     Setting("tls_required", "false", "true: refuse clients that do not use TLS (28000)."),

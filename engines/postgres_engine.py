@@ -1,0 +1,183 @@
+"""Datasets that live in PostgreSQL tables: the clipped, contribution-bounded plan runs there.
+
+The plan's sqlglot tree is rendered in the postgres dialect (QUALIFY becomes a subquery, TRY_CAST a
+CAST the plan keeps total), its dataset name replaced by the policy's `table`, and the keyed hash of
+contribution bounding becomes `md5` over the row's text keyed with a per-session setting (the secret
+never appears in SQL text). Each statement runs in a read-only transaction with a statement timeout;
+a cancel, timeout or disconnect sends PostgreSQL a cancel request. Only aggregates come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+from sqlglot import exp
+
+from engines.base import Rows
+from engines.running import Limits, RunningQuery, run_interruptible
+from pgerrors import InternalError
+from rewriter.plan import Plan
+from rewriter.policy import Policy
+
+log = logging.getLogger(__name__)
+SECRET_SETTING = "privacylens.bounding_secret"
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class EngineUnavailable(ValueError):
+    """The engine cannot be reached or does not hold the declared tables."""
+
+
+def expand_dsn(template: str) -> str:
+    """`${NAME}` in a dsn becomes the environment variable NAME (so secrets stay out of the policy).
+
+    >>> os.environ["PL_DOCTEST_PW"] = "s3cret"
+    >>> expand_dsn("postgresql://reader:${PL_DOCTEST_PW}@db/sales")
+    'postgresql://reader:s3cret@db/sales'
+    """
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise EngineUnavailable(f"the dsn names the environment variable {name}, which is not set")
+        return os.environ[name]
+
+    return _VARIABLE.sub(value, template)
+
+
+class _Cancel:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def interrupt(self) -> None:
+        self._conn.cancel_safe(timeout=5.0)
+
+
+class PostgresEngine:
+    dialect = "postgres"
+
+    def __init__(self, policy: Policy, bounding_secret: str, dsn: str, max_connections: int = 8) -> None:
+        self._policy = policy
+        self._tables: dict[str, exp.Table] = {}
+        self.unique_units: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            conn.execute("SET default_transaction_read_only = on")
+            conn.execute("SELECT set_config(%s, %s, false)", (SECRET_SETTING, bounding_secret))
+
+        try:
+            self._pool = ConnectionPool(
+                expand_dsn(dsn), min_size=1, max_size=max_connections, configure=configure,
+                kwargs={"autocommit": True}, open=True, timeout=30.0,
+            )  # fmt: skip
+            self._pool.wait(timeout=30.0)
+        except psycopg.Error as err:
+            raise EngineUnavailable(f"cannot connect to the PostgreSQL engine: {err}") from err
+        except Exception as err:  # psycopg_pool.PoolTimeout
+            raise EngineUnavailable(f"cannot connect to the PostgreSQL engine: {err}") from err
+
+    def add(self, dataset: str) -> None:
+        """Place a dataset on this engine: its table must hold the declared columns."""
+        spec = self._policy.datasets[dataset]
+        assert spec.table is not None
+        table = exp.to_table(spec.table, dialect="postgres")
+        columns = ", ".join(exp.column(c, quoted=True).sql("postgres") for c in spec.columns)
+        with self._pool.connection() as conn:
+            try:
+                conn.execute(f"SELECT {columns} FROM {table.sql('postgres')} LIMIT 0")
+            except psycopg.Error as err:
+                raise EngineUnavailable(
+                    f"dataset {dataset}: table {spec.table} cannot be read: {err}"
+                ) from err
+            if spec.one_row_per_unit:
+                unit = exp.column(spec.privacy_unit, quoted=True).sql("postgres")
+                source = table.sql("postgres")
+                row = conn.execute(
+                    f"SELECT COUNT(*) FROM (SELECT {unit} FROM {source} WHERE {unit} IS NOT NULL "
+                    f"GROUP BY {unit} HAVING COUNT(*) > 1) AS __d"
+                ).fetchone()
+                if row and row[0] == 0:
+                    with self._lock:
+                        self.unique_units = self.unique_units | {dataset}
+                else:
+                    log.warning(
+                        "dataset %s declares one_row_per_unit but units repeat: plans bound them", dataset
+                    )
+        self._tables[dataset] = table
+
+    def render(self, plan: Plan) -> str:
+        return _for_postgres(plan.engine_query, plan.dataset, self._tables[plan.dataset]).sql("postgres")
+
+    def data_version(self, dataset: str) -> str:
+        """Changes with every committed insert, update, delete or rewrite of the table (PostgreSQL's
+        statistics, which lag a commit by up to about a second)."""
+        table = self._tables[dataset]
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT c.relfilenode, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_live_tup "
+                "FROM pg_class c LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid "
+                "WHERE c.oid = %s::regclass",
+                (table.sql("postgres"),),
+            ).fetchone()
+        return "pg:" + ":".join(str(v) for v in (row or ()))
+
+    async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows:
+        sql = self.render(plan)
+        conn = self._pool.getconn()
+        try:
+            timeout_ms = int((limits.timeout_seconds or 0) * 1000)
+
+            def work() -> Rows:
+                with conn.transaction(), psycopg.RawCursor(conn) as cursor:
+                    cursor.execute(
+                        "SELECT set_config('statement_timeout', %s, true)".replace("%s", "$1"),
+                        [str(timeout_ms)],
+                    )
+                    cursor.execute(sql, list(params))
+                    columns = [d.name for d in cursor.description or []]
+                    return columns, [tuple(_plain(v) for v in row) for row in cursor.fetchall()]
+
+            return await run_interruptible(_Cancel(conn), work, running, limits)
+        except psycopg.Error as err:
+            log.warning("postgres engine error: %s", err)
+            raise InternalError("the query engine failed to run this query") from err
+        finally:
+            self._pool.putconn(conn)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _plain(value: Any) -> Any:
+    """numeric sums come back as Decimal; the answers layer works in floats and ints."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _for_postgres(tree: exp.Expression, dataset: str, table: exp.Table) -> exp.Expression:
+    tree = tree.copy()
+    for node in list(tree.find_all(exp.Table)):
+        if node.name == dataset and not node.db:
+            node.replace(table.copy())
+    for node in list(tree.find_all(exp.Anonymous)):
+        name = node.name.lower()
+        if name == "privacylens_secret":
+            node.replace(exp.func("current_setting", exp.Literal.string(SECRET_SETTING)))
+        elif name == "hash":
+            parts = [exp.cast(arg.copy(), "TEXT") for arg in node.expressions]
+            node.replace(exp.MD5(this=exp.ConcatWs(expressions=[exp.Literal.string("|"), *parts])))
+    for i, sub in enumerate(list(tree.find_all(exp.Subquery))):
+        if not sub.alias and isinstance(sub.parent, exp.From):
+            sub.set("alias", exp.TableAlias(this=exp.to_identifier(f"__s{i}")))
+    return tree
