@@ -17,6 +17,10 @@ from rewriter.plan import Plan
 Rows = tuple[list[str], list[tuple]]
 
 
+class EngineUnavailable(ValueError):
+    """An engine cannot be opened: unreachable, a declared table missing, or not built."""
+
+
 class Engine(Protocol):
     dialect: str  # sqlglot's name for the engine's SQL
     unique_units: frozenset[str]  # datasets verified to have one row per privacy unit

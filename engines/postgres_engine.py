@@ -20,7 +20,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from sqlglot import exp
 
-from engines.base import Rows
+from engines.base import EngineUnavailable, Rows
 from engines.running import Limits, RunningQuery, run_interruptible
 from pgerrors import InternalError
 from rewriter.plan import Plan
@@ -29,10 +29,6 @@ from rewriter.policy import Policy
 log = logging.getLogger(__name__)
 SECRET_SETTING = "privacylens.bounding_secret"
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class EngineUnavailable(ValueError):
-    """The engine cannot be reached or does not hold the declared tables."""
 
 
 def expand_dsn(template: str) -> str:
