@@ -167,7 +167,9 @@ def test_compose_file_validates() -> None:
     out = subprocess.run([binary, "config"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     config = yaml.safe_load(out.stdout)
-    assert set(config["services"]) == {"proxy", "prometheus", "grafana"}
+    assert set(config["services"]) == {"proxy", "ledger-db", "prometheus", "grafana"}
+    ledger = config["services"]["proxy"]["environment"]["PRIVACYLENS_LEDGER"]
+    assert ledger.startswith("postgresql://") and "@ledger-db:5432/" in ledger  # replicas share one ledger
     mounted = {
         v["source"] if isinstance(v, dict) else v.split(":")[0]
         for v in config["services"]["grafana"]["volumes"]
