@@ -9,6 +9,7 @@ a cancel, timeout or disconnect sends PostgreSQL a cancel request. Only aggregat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -127,7 +128,7 @@ class PostgresEngine:
 
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows:
         sql = self.render(plan)
-        conn = self._pool.getconn()
+        conn = await asyncio.to_thread(self._pool.getconn)  # may wait for a free connection
         try:
             timeout_ms = int((limits.timeout_seconds or 0) * 1000)
 

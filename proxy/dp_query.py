@@ -97,7 +97,8 @@ class DpQueries:
         engine = engines.of(plan.dataset)
         await self._apply_holds(plan, state, dataset)
         total = PureDP.total(dataset.budget.epsilon)
-        key = answer_key(plan, params, policy.version, engine.data_version(plan.dataset))
+        version = await asyncio.to_thread(engine.data_version, plan.dataset)  # file stats or a PG query
+        key = answer_key(plan, params, policy.version, version)
         async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
             stored = await asyncio.to_thread(self.ledger.find_answer, key)
             if stored == FAILED:
@@ -199,7 +200,8 @@ class DpQueries:
         dataset = self.policy.datasets[plan.dataset]
         balance = await self.balance(plan, state)
         engine = self.engines.of(plan.dataset)
-        key = answer_key(plan, params, self.policy.version, engine.data_version(plan.dataset))
+        version = await asyncio.to_thread(engine.data_version, plan.dataset)
+        key = answer_key(plan, params, self.policy.version, version)
         answered = await asyncio.to_thread(self.ledger.find_answer, key) is not None
         lines = explain(
             plan, dataset, balance.remaining.epsilon, balance.total.epsilon, answered, engine.render(plan)

@@ -52,13 +52,12 @@ class Gateway:
         audit: AuditLog | None = None,
         monitor: Monitor | None = None,
         rate_limiter: RateLimiter | None = None,
-        catalog: CatalogEngine | None = None,
     ) -> None:
         self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter(0)
         self.audit = audit
         self.max_statement_seconds = max_statement_seconds
         self.ledger = ledger
-        self.catalog = catalog if catalog is not None else CatalogEngine(policy, ledger.location)
+        self.catalog = CatalogEngine(policy, ledger.location)
         monitor = monitor if monitor is not None else Monitor(ledger.location)
         self.queries = DpQueries(policy, engines, ledger, monitor, audit, max_statement_seconds)
 

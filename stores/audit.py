@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stores.database import Database, Tx, open_database
+from stores.database import Database, Tx, as_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -83,7 +83,7 @@ def redact(statement: str) -> str:
 
 class AuditLog:
     def __init__(self, location: str | Path | Database) -> None:
-        self.db = location if isinstance(location, Database) else open_database(location)
+        self.db = as_database(location)
         self.db.create(SCHEMA)
 
     def record(self, kind: str, user: str, dataset: str | None = None, **detail: Any) -> None:
@@ -107,7 +107,7 @@ class Verification:
 
 def verify(location: str | Path | Database) -> Verification:
     """Walk the chain; report every row whose content, link or position does not check out."""
-    db = location if isinstance(location, Database) else open_database(location)
+    db = as_database(location)
     try:
         db.create(SCHEMA)
         problems: list[str] = []

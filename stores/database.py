@@ -149,6 +149,11 @@ def open_database(location: str | Path, synchronous: Literal["FULL", "NORMAL"] =
     return SQLiteDatabase(location, synchronous)
 
 
+def as_database(location: str | Path | Database, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> Database:
+    """The database itself when given one, else `open_database(location)`."""
+    return location if isinstance(location, Database) else open_database(location, synchronous)
+
+
 def _same(sql: str) -> str:
     return sql
 

@@ -25,7 +25,7 @@ from privacy.budget import PureDP
 from rewriter.policy import Budget, Policy
 from rewriter.roles import READER_ROLES
 from stores import audit
-from stores.database import Database, Tx, open_database
+from stores.database import Database, Tx, as_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -98,7 +98,7 @@ class Balance:
 
 class Ledger:
     def __init__(self, location: str | Path | Database) -> None:
-        self.db = location if isinstance(location, Database) else open_database(location)
+        self.db = as_database(location)
         self.location = self.db.location
         self.db.create(SCHEMA + audit.SCHEMA)
 

@@ -28,7 +28,7 @@ from typing import Any
 from answers.detectors import Finding, Release, find
 from rewriter.policy import Detectors
 from rewriter.question import Question
-from stores.database import Database, Tx, open_database
+from stores.database import Database, Tx, as_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS released (
@@ -87,7 +87,7 @@ class Observation:
 class Monitor:
     def __init__(self, location: str | Path | Database) -> None:
         # NORMAL: the history is defence in depth; the budget's durability is the ledger's (FULL).
-        self.db = location if isinstance(location, Database) else open_database(location, "NORMAL")
+        self.db = as_database(location, "NORMAL")
         self.db.create(SCHEMA)
         self._lock = threading.Lock()  # guards the parsed history
         self._known: dict[str, list[Release]] = {}  # parsed history per dataset (see _history)
