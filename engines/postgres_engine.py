@@ -1,9 +1,9 @@
 """Datasets that live in PostgreSQL tables: the clipped, contribution-bounded plan runs there.
 
 The plan's sqlglot tree is rendered in the postgres dialect (QUALIFY becomes a subquery, TRY_CAST a
-CAST the plan keeps total), its dataset name replaced by the policy's `table`, and the keyed hash of
-contribution bounding becomes `md5` over the row's text keyed with a per-session setting (the secret
-never appears in SQL text). Each statement runs in a read-only transaction with a statement timeout;
+CAST the plan keeps total), its dataset name replaced by the policy's `table`, and the key of contribution
+bounding's row hash (`rewriter.row_hash`) is a per-session setting (the secret never appears in SQL
+text). Each statement runs in a read-only transaction with a statement timeout;
 a cancel, timeout or disconnect sends PostgreSQL a cancel request. Only aggregates come back.
 """
 
@@ -68,6 +68,7 @@ class PostgresEngine:
 
         def configure(conn: psycopg.Connection[Any]) -> None:
             conn.execute("SET default_transaction_read_only = on")
+            conn.execute("SET DateStyle = ISO")  # dates render as the other engines render them
             conn.execute("SELECT set_config(%s, %s, false)", (SECRET_SETTING, bounding_secret))
 
         try:
@@ -171,9 +172,10 @@ def _for_postgres(tree: exp.Expression, dataset: str, table: exp.Table) -> exp.E
         name = node.name.lower()
         if name == "privacylens_secret":
             node.replace(exp.func("current_setting", exp.Literal.string(SECRET_SETTING)))
-        elif name == "hash":
-            parts = [exp.cast(arg.copy(), "TEXT") for arg in node.expressions]
-            node.replace(exp.MD5(this=exp.ConcatWs(expressions=[exp.Literal.string("|"), *parts])))
+    for digest in list(
+        tree.find_all(exp.MD5)
+    ):  # hex digests order byte-wise, whatever the database's collation
+        digest.replace(exp.Collate(this=digest.copy(), expression=exp.column("C", quoted=True)))
     for i, sub in enumerate(list(tree.find_all(exp.Subquery))):
         if not sub.alias and isinstance(sub.parent, exp.From):
             sub.set("alias", exp.TableAlias(this=exp.to_identifier(f"__s{i}")))

@@ -3,7 +3,8 @@
 A floating-point SUM depends on the order rows are added in, and one extra row can move it by more
 than its clip bound (Casacuberta et al., "Widespread Underestimation of Sensitivity in Differentially
 Private Libraries and How to Fix It", 2022). So each clipped value is rounded to a multiple of a
-resolution r = 2^-f, chosen per column so that every scaled value fits in 2^60, and summed as a
+resolution r = 2^-f (half-up, as floor(x·2^f + 0.5): engines' `round` break ties differently),
+chosen per column so that every scaled value fits in 2^60, and summed as a
 BIGINT (DuckDB adds BIGINTs into a 128-bit HUGEINT: exact, in any order, for any row count this
 engine can hold). The exact integer sum is turned into one double at the end; that last rounding
 moves a sum of N rows by at most N·2^-51 of one row's bound, covered by `FINAL_ROUNDING` for tables

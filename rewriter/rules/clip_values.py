@@ -23,6 +23,7 @@ from rewriter import fixed_point
 from rewriter.context import RewriteContext
 from rewriter.group_keys import KeySpec, group_keys, key_of
 from rewriter.policy import Column, Dataset
+from rewriter.row_hash import row_hash, tie_breaks
 from rewriter.tree import aggregate_name, dataset_name, parameter_index, parameters, quantile_parts
 from rewriter.types import PG_TO_DUCKDB, POLICY_TO_PG, PgType
 
@@ -106,7 +107,8 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
         if keys:
             engine = engine.group_by(*engine_keys, copy=False)
     else:
-        engine = _bounded(name, dataset, engine_keys, conditions, measures)
+        kinds = [_key_kind(key, dataset) for key in keys]
+        engine = _bounded(name, dataset, engine_keys, kinds, conditions, measures)
     return ClippedQuery(
         dataset=name,
         engine=engine,
@@ -122,21 +124,22 @@ def _bounded(
     name: str,
     dataset: Dataset,
     engine_keys: list[exp.Expression],
+    key_kinds: list[str],
     conditions: list[exp.Expression],
     measures: list[exp.Expression],
 ) -> exp.Select:
     """Contribution bounding inside the plan: each unit keeps at most `max_rows_per_group` rows per
     group and at most `max_groups_contributed` groups, chosen by a keyed hash.
 
-    The hash key is `privacylens_secret()`, a macro the engine defines from a secret kept in the
-    ledger database: the choice is deterministic (the same question keeps the same rows) but no
-    analyst can predict or steer it, and the secret never appears in SQL text. Rows without a
-    privacy unit are dropped: they could not be bounded.
+    The hash (`rewriter.row_hash`) is keyed with `privacylens_secret()`, which each engine supplies
+    from a secret kept in the ledger database: the choice is deterministic (the same question keeps
+    the same rows, on any engine) but no analyst can predict or steer it, and the secret never
+    appears in SQL text. Rows without a privacy unit are dropped: they could not be bounded.
     """
     bounds = dataset.bounds()
     duck = "duckdb"
     unit = _col(dataset.privacy_unit).sql(duck)
-    columns = ", ".join(_col(c).sql(duck) for c in dataset.columns)
+    row = [(c, spec.type) for c, spec in dataset.columns.items()]
     key_names = [f"__k{i}" for i in range(len(engine_keys))]
     keys_select = "".join(f", {k.sql(duck)} AS {n}" for k, n in zip(engine_keys, key_names, strict=True))
     where = exp.and_(
@@ -145,17 +148,21 @@ def _bounded(
     partition = ", ".join([unit, *key_names])
     measure_sql = ", ".join(m.sql(duck) for m in measures)
     sql = (
-        f"WITH __filtered AS (SELECT *{keys_select}, hash({columns}, privacylens_secret()) AS __h "
+        f"WITH __filtered AS (SELECT *{keys_select}, {row_hash(row).sql(duck)} AS __h "
         f"FROM {exp.to_table(name, quoted=True).sql(duck)} WHERE {where.sql(duck)}), "
         f"__capped AS (SELECT * FROM __filtered QUALIFY row_number() OVER "
-        f"(PARTITION BY {partition} ORDER BY __h) <= {bounds.max_rows_per_group})"
+        f"(PARTITION BY {partition} ORDER BY {_order(['__h', *tie_breaks(row)])}) "
+        f"<= {bounds.max_rows_per_group})"
     )
     source = "__capped"
     if engine_keys:
+        unit_type = dataset.columns[dataset.privacy_unit].type
+        groups = [(dataset.privacy_unit, unit_type), *zip(key_names, key_kinds, strict=True)]
         sql += (
             f", __unit_groups AS (SELECT {partition} FROM (SELECT DISTINCT {partition} FROM __capped) "
             f"QUALIFY row_number() OVER (PARTITION BY {unit} "
-            f"ORDER BY hash({partition}, privacylens_secret())) <= {bounds.max_groups_contributed}), "
+            f"ORDER BY {_order([row_hash(groups), *tie_breaks(groups)])}) "
+            f"<= {bounds.max_groups_contributed}), "
             f"__bounded AS (SELECT __capped.* FROM __capped JOIN __unit_groups USING ({partition}))"
         )
         source = "__bounded"
@@ -166,6 +173,21 @@ def _bounded(
     parsed = sqlglot.parse_one(sql, read=duck)
     assert isinstance(parsed, exp.Select)
     return parsed
+
+
+def _order(items: list[str | exp.Expression]) -> str:
+    return ", ".join(f"{i if isinstance(i, str) else i.sql('duckdb')} NULLS LAST" for i in items)
+
+
+def _key_kind(key: KeySpec, dataset: Dataset) -> str:
+    """The policy type of a group key's engine value (what `row_hash` renders it as)."""
+    if key.labels is not None:
+        return "text" if isinstance(key.labels[0], str) else "double"
+    if key.bins is not None:
+        return "bigint"
+    if key.unit is not None:
+        return "timestamp"
+    return dataset.columns[key.column].type
 
 
 def _engine_key(key: KeySpec, parameter_types: tuple[PgType, ...], dataset: Dataset) -> exp.Expression:
@@ -254,7 +276,8 @@ def _scaled(column_name: str, column: Column) -> _Scaled:
     sql = (
         f"(CASE WHEN {col} IS NULL THEN NULL WHEN {col} < {_sql(_num(column.lower))} THEN {low} "
         f"WHEN {col} > {_sql(_num(column.upper))} THEN {high} "
-        f"ELSE GREATEST({low}, LEAST({high}, CAST(round(CAST({col} AS DOUBLE) * {scale!r}) AS BIGINT))) END)"
+        f"ELSE GREATEST({low}, LEAST({high}, "
+        f"CAST(floor(CAST({col} AS DOUBLE) * {scale!r} + 0.5) AS BIGINT))) END)"
     )
     return _Scaled(sql, f, round((column.lower + column.upper) / 2 * scale))
 
@@ -269,7 +292,7 @@ def _centred_squares(scaled: _Scaled, column: Column) -> exp.Expression:
     deviation = f"CAST({scaled.sql} - {scaled.midpoint} AS DOUBLE)"
     square = (
         f"CASE WHEN {scaled.sql} IS NULL THEN NULL ELSE LEAST({cap}, "
-        f"CAST(round({deviation} * {deviation} * {2.0 ** (g - 2 * scaled.f)!r}) AS BIGINT)) END"
+        f"CAST(floor({deviation} * {deviation} * {2.0 ** (g - 2 * scaled.f)!r} + 0.5) AS BIGINT)) END"
     )
     return scaled.total(square, g)
 
