@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engines.base import Engine, Engines, EngineUnavailable
+from engines.base import Engine, Engines
 from rewriter.policy import Policy
 
 
@@ -26,9 +26,13 @@ def open_engines(policy: Policy, bounding_secret: str) -> Engines:
                     placed[key] = PostgresEngine(policy, bounding_secret, dataset.dsn)
                 placed[key].add(name)  # type: ignore[attr-defined]
             elif dataset.engine == "spark":
-                raise EngineUnavailable(
-                    f"dataset {name}: the Spark engine is not available yet; use duckdb or postgres"
-                )
+                from engines.spark_engine import SparkEngine
+
+                assert dataset.master is not None
+                key = ("spark", dataset.master)
+                if key not in placed:
+                    placed[key] = SparkEngine(policy, bounding_secret, dataset.master)
+                placed[key].add(name)  # type: ignore[attr-defined]
             else:
                 continue
             by_dataset[name] = placed[key]

@@ -1,20 +1,28 @@
-"""The same accepted plans give identical exact (pre-noise) aggregates on DuckDB and on PostgreSQL.
+"""The same accepted plans give identical exact (pre-noise) aggregates on DuckDB, PostgreSQL and Spark.
 
-The demo employees data is loaded into a real PostgreSQL 15 table under another name (the policy's
-`table:` maps it); each golden query is planned once and run on both engines.
+The demo `employees` (one row per person) and `visits` (many rows per person, so contribution
+bounding picks rows by its keyed hash) are loaded into a real PostgreSQL 15 under other names (the
+policy's `table:` maps them) and read by a local Spark session from the same Parquet files; each
+golden query is planned once and run on all three engines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import math
+import os
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import psycopg
 import pytest
 import yaml
 
+from engines.base import Engine
 from engines.duckdb_engine import DuckDBEngine
 from engines.postgres_engine import PostgresEngine
 from engines.running import Limits, RunningQuery
@@ -25,52 +33,99 @@ from rewriter.policy import Policy, load_policy
 from tests.postgres_server import PostgresServer
 from tests.proxy_process import DEMO_POLICY, start_proxy
 
-QUERIES = [
-    "SELECT COUNT(*) FROM employees",
-    "SELECT department, COUNT(*), AVG(salary) FROM employees GROUP BY department",
-    "SELECT department, SUM(salary), VARIANCE(salary), STDDEV(age) FROM employees WHERE age > 30 GROUP BY 1",
-    "SELECT COUNT(*) FROM employees WHERE department IN ('Sales', 'Legal') AND hire_date >= '2015-01-01'",
-    "SELECT date_trunc('year', hire_date) AS y, COUNT(*) FROM employees GROUP BY 1",
-    "SELECT width_bucket(salary, 0, 200000, 8) AS b, COUNT(*), AVG(age) FROM employees GROUP BY 1",
-    "SELECT MEDIAN(salary), PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY age) FROM employees",
-    "SELECT CASE WHEN age < 40 THEN 'young' ELSE 'older' END AS band, COUNT(*) FROM employees GROUP BY 1",
-    "SELECT COUNT(DISTINCT user_id) FROM employees WHERE salary BETWEEN 50000 AND 90000",
-    "SELECT department, COUNT(*) FROM employees WHERE NOT (department = 'Board') AND age <> 44 GROUP BY 1",
+QUERIES: list[tuple[str, Sequence[Any]]] = [
+    ("SELECT COUNT(*) FROM employees", ()),
+    ("SELECT department, COUNT(*), AVG(salary) FROM employees GROUP BY department", ()),
+    (
+        "SELECT department, SUM(salary), VARIANCE(salary), STDDEV(age) FROM employees "
+        "WHERE age > 30 GROUP BY 1",
+        (),
+    ),
+    (
+        "SELECT COUNT(*) FROM employees WHERE department IN ('Sales', 'Legal') AND hire_date >= '2015-01-01'",
+        (),
+    ),
+    ("SELECT date_trunc('year', hire_date) AS y, COUNT(*) FROM employees GROUP BY 1", ()),
+    ("SELECT width_bucket(salary, 0, 200000, 8) AS b, COUNT(*), AVG(age) FROM employees GROUP BY 1", ()),
+    ("SELECT MEDIAN(salary), PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY age) FROM employees", ()),
+    (
+        "SELECT CASE WHEN age < 40 THEN 'young' ELSE 'older' END AS band, COUNT(*) FROM employees GROUP BY 1",
+        (),
+    ),
+    ("SELECT COUNT(DISTINCT user_id) FROM employees WHERE salary BETWEEN 50000 AND 90000", ()),
+    (
+        "SELECT department, COUNT(*) FROM employees "
+        "WHERE NOT (department = 'Board') AND age <> 44 GROUP BY 1",
+        (),
+    ),
+    ("SELECT SUM(salary) FROM employees WHERE department = $1 AND age > $2", ("Sales", 40)),
+    ("SELECT COUNT(*) FROM employees WHERE hire_date < $1", (dt.date(2012, 6, 1),)),
+    # many rows per person: each keeps at most 5 rows per group and 2 groups, chosen by the row hash
+    ("SELECT channel, COUNT(*), COUNT(DISTINCT user_id), AVG(minutes) FROM visits GROUP BY channel", ()),
+    ("SELECT SUM(pages), AVG(minutes) FROM visits WHERE visit_date >= '2024-01-01'", ()),
+    ("SELECT date_trunc('month', visit_date) AS m, COUNT(*) FROM visits GROUP BY 1", ()),
+    ("SELECT channel, SUM(minutes), STDDEV(pages) FROM visits WHERE minutes > 5 GROUP BY 1", ()),
+    ("SELECT width_bucket(minutes, 0, 60, 6) AS b, COUNT(*) FROM visits GROUP BY 1", ()),
+    ("SELECT MEDIAN(minutes) FROM visits WHERE channel <> 'store'", ()),
+    ("SELECT COUNT(*) FROM visits WHERE channel = $1", ("app",)),
 ]
+TABLES = {"employees": "hr.staff", "visits": "web.visits"}
+COLUMNS = {
+    "employees": "user_id bigint, department text, salary double precision, age integer, hire_date date",
+    "visits": "user_id bigint, visit_date date, channel text, minutes double precision, pages integer",
+}
+SECRET = "equivalence-secret"
+
+
+def _spark_available() -> bool:
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("java") is not None
 
 
 @pytest.fixture(scope="module")
 def engines(postgres: PostgresServer, data_file: Path, tmp_path_factory: pytest.TempPathFactory):
     url = postgres.create_database("equivalence")
-    with duckdb.connect() as con:
-        rows = con.execute(
-            "SELECT user_id, department, salary, age, hire_date FROM read_parquet(?)", [str(data_file)]
-        ).fetchall()
+    files = {"employees": data_file, "visits": data_file.parent / "visits.parquet"}
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA hr")
-        conn.execute(
-            "CREATE TABLE hr.staff (user_id bigint, department text, salary double precision, "
-            "age integer, hire_date date)"
-        )
-        with conn.cursor().copy("COPY hr.staff FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        conn.execute("ANALYZE hr.staff")
-    policy_yaml = yaml.safe_load(DEMO_POLICY.read_text())
-    duck_spec = {**policy_yaml["datasets"]["employees"], "source": str(data_file)}
-    pg_spec = {**duck_spec, "engine": "postgres", "dsn": url, "table": "hr.staff"}
-    pg_spec.pop("source")
+        for name, table in TABLES.items():
+            with duckdb.connect() as con:
+                rows = con.execute(f"SELECT * FROM read_parquet('{files[name]}')").fetchall()
+            conn.execute(f"CREATE SCHEMA {table.split('.')[0]}")
+            conn.execute(f"CREATE TABLE {table} ({COLUMNS[name]})")
+            with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            conn.execute(f"ANALYZE {table}")
+    demo = yaml.safe_load(DEMO_POLICY.read_text())["datasets"]
+    duck = {n: {**demo[n], "source": str(files[n])} for n in TABLES}
+    pg = {n: {**{k: v for k, v in duck[n].items() if k != "source"}, "engine": "postgres", "dsn": url,
+              "table": TABLES[n]} for n in TABLES}  # fmt: skip
+    spark = {n: {**duck[n], "engine": "spark", "master": "local[2]"} for n in TABLES}
     directory = tmp_path_factory.mktemp("equivalence")
-    duck_file, pg_file = directory / "duck.yaml", directory / "pg.yaml"
-    duck_file.write_text(yaml.safe_dump({"datasets": {"employees": duck_spec}}))
-    pg_file.write_text(yaml.safe_dump({"datasets": {"employees": pg_spec}}))
-    duck_policy, pg_policy = load_policy(duck_file), load_policy(pg_file)
-    duck = DuckDBEngine(duck_policy, "equivalence-secret")
-    pg = PostgresEngine(pg_policy, "equivalence-secret", url)
-    pg.add("employees")
-    yield duck_policy, duck, pg, pg_file
-    duck.close()
-    pg.close()
+    policies: dict[str, Path] = {}
+    for kind, datasets in (("duckdb", duck), ("postgres", pg), ("spark", spark)):
+        policies[kind] = directory / f"{kind}.yaml"
+        policies[kind].write_text(yaml.safe_dump({"datasets": datasets}))
+    opened: dict[str, Engine] = {"duckdb": DuckDBEngine(load_policy(policies["duckdb"]), SECRET)}
+    pg_engine = PostgresEngine(load_policy(policies["postgres"]), SECRET, url)
+    for name in TABLES:
+        pg_engine.add(name)
+    opened["postgres"] = pg_engine
+    if _spark_available():
+        from engines.spark_engine import SparkEngine
+
+        spark_engine = SparkEngine(load_policy(policies["spark"]), SECRET, "local[2]")
+        for name in TABLES:
+            spark_engine.add(name)
+        opened["spark"] = spark_engine
+    elif os.environ.get("PRIVACYLENS_REQUIRE_CLIENTS"):
+        pytest.fail("pyspark or Java is missing (make test installs pyspark)")
+    yield load_policy(policies["duckdb"]), opened, policies
+    for engine in opened.values():
+        engine.close()
 
 
 def _same(a: object, b: object) -> bool:
@@ -81,33 +136,39 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("sql", QUERIES)
-def test_duckdb_and_postgresql_agree_exactly(
-    engines: tuple[Policy, DuckDBEngine, PostgresEngine, Path], sql: str
+@pytest.mark.parametrize(("sql", "params"), QUERIES)
+def test_every_engine_gives_the_same_exact_aggregates(
+    engines: tuple[Policy, dict[str, Engine], dict[str, Path]], sql: str, params: Sequence[Any]
 ) -> None:
-    policy, duck, pg, _ = engines
-    assert duck.unique_units == pg.unique_units == {"employees"}
+    policy, opened, _ = engines
+    for engine in opened.values():
+        assert engine.unique_units == {"employees"}, engine.dialect
     (statement,) = split_statements(sql)
     assert statement.tree is not None
     plan = plan_query(
-        statement.tree, RewriteContext(policy, "analyst", "analyst", unique_units=duck.unique_units)
+        statement.tree, RewriteContext(policy, "analyst", "analyst", unique_units=frozenset({"employees"}))
     )
-    d_cols, d_rows = asyncio.run(duck.run(plan, [], RunningQuery(), Limits(timeout_seconds=30)))
-    p_cols, p_rows = asyncio.run(pg.run(plan, [], RunningQuery(), Limits(timeout_seconds=30)))
-    assert d_cols == p_cols
     key = lambda row: tuple((v is None, str(v)) for v in row[: len(plan.keys)])  # noqa: E731
-    d_rows, p_rows = sorted(d_rows, key=key), sorted(p_rows, key=key)
-    assert len(d_rows) == len(p_rows) > 0
-    for d, p in zip(d_rows, p_rows, strict=True):
-        assert all(_same(a, b) for a, b in zip(d, p, strict=True)), (d, p)
+    results = {}
+    for kind, engine in opened.items():
+        columns, rows = asyncio.run(
+            engine.run(plan, list(params), RunningQuery(), Limits(timeout_seconds=60))
+        )
+        results[kind] = columns, sorted(rows, key=key)
+    d_cols, d_rows = results["duckdb"]
+    assert len(d_rows) > 0 and any(v not in (0, None) for row in d_rows for v in row)
+    for kind, (columns, rows) in results.items():
+        assert columns == d_cols, kind
+        assert len(rows) == len(d_rows), kind
+        for d, other in zip(d_rows, rows, strict=True):
+            assert all(_same(a, b) for a, b in zip(d, other, strict=True)), (kind, d, other)
 
 
 def test_a_postgresql_dataset_over_the_wire(
-    engines: tuple[Policy, DuckDBEngine, PostgresEngine, Path], tmp_path: Path
+    engines: tuple[Policy, dict[str, Engine], dict[str, Path]], tmp_path: Path
 ) -> None:
     """A proxy whose dataset lives in PostgreSQL answers, charges and explains like any other."""
-    *_, pg_file = engines
-    policy = yaml.safe_load(pg_file.read_text())
+    policy = yaml.safe_load(engines[2]["postgres"].read_text())
     policy["users"] = yaml.safe_load(DEMO_POLICY.read_text())["users"]
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(policy))

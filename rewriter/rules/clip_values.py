@@ -111,7 +111,7 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
         engine = _bounded(name, dataset, engine_keys, kinds, conditions, measures)
     return ClippedQuery(
         dataset=name,
-        engine=engine,
+        engine=_as_parameters(engine),
         keys=tuple((key, key_positions.get(i)) for i, key in enumerate(keys)),
         aggregates=tuple(aggregates),
         outputs=tuple(outputs),
@@ -173,6 +173,15 @@ def _bounded(
     parsed = sqlglot.parse_one(sql, read=duck)
     assert isinstance(parsed, exp.Select)
     return parsed
+
+
+def _as_parameters(tree: exp.Select) -> exp.Select:
+    """Parts built as DuckDB text parse `$n` as placeholders: the plan keeps one node for them, the
+    Parameter the client's statement has, so every engine renders it in its own way."""
+    for node in list(tree.find_all(exp.Placeholder)):
+        if str(node.this).isdigit():
+            node.replace(exp.Parameter(this=exp.Literal.number(int(node.this))))
+    return tree
 
 
 def _order(items: list[str | exp.Expression]) -> str:
