@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +22,7 @@ import duckdb
 from engines.base import Rows
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.sources import FileSource
+from engines.unit_check import UniqueUnits
 from pgerrors import InternalError
 from rewriter.plan import Plan
 from rewriter.policy import Policy
@@ -43,6 +43,7 @@ class DuckDBEngine:
 
     def __init__(self, policy: Policy, bounding_secret: str, datasets: Sequence[str] | None = None) -> None:
         con = duckdb.connect(":memory:")
+        self._policy = policy
         # The key of contribution bounding's hash; SQL refers to the macro, never to the value.
         con.execute(f"CREATE MACRO privacylens_secret() AS '{bounding_secret:s}'")
         names = list(policy.datasets) if datasets is None else list(datasets)
@@ -63,42 +64,36 @@ class DuckDBEngine:
         for statement in LOCKDOWN:
             con.execute(statement)
         self._con = con
-        self.unique_units: frozenset[str] = frozenset()
-        self._unique_lock = threading.Lock()
+        self._units = UniqueUnits(self._repeated_units, self._version)
         declared = [n for n in names if policy.datasets[n].one_row_per_unit]
-        small = [n for n in declared if self._sources[n].size() <= VERIFY_AT_START_BYTES]
-        self._verify(policy, small)
-        large = [n for n in declared if n not in small]
-        if large:  # until verified, their queries get contribution-bounded plans (always safe)
-            threading.Thread(target=self._verify, args=(policy, large), daemon=True).start()
+        for name in declared:
+            self._units.declare(name)
+            if self._sources[name].size() <= VERIFY_AT_START_BYTES:
+                self._units.check(name)
+            else:  # until verified, its queries get contribution-bounded plans (always safe)
+                self._units.check_later(name)
 
-    def _verify(self, policy: Policy, names: Sequence[str]) -> None:
-        """one_row_per_unit is trusted only once the data shows it."""
-        for name in names:
-            unit = policy.datasets[name].privacy_unit
-            cursor = self._con.cursor()
-            try:
-                duplicates = duplicate_units(cursor, name, unit)
-            except duckdb.Error:
-                log.exception("dataset %s: could not check one_row_per_unit", name)
-                continue
-            finally:
-                cursor.close()
-            if duplicates:
-                log.warning(
-                    "dataset %s declares one_row_per_unit but %d privacy units have several rows: "
-                    "its queries bound each unit to one row in the plan",
-                    name, duplicates,
-                )  # fmt: skip
-                continue
-            with self._unique_lock:
-                self.unique_units = self.unique_units | {name}
+    @property
+    def unique_units(self) -> frozenset[str]:
+        return self._units.datasets
+
+    def _repeated_units(self, name: str) -> int:
+        cursor = self._con.cursor()
+        try:
+            return duplicate_units(cursor, name, self._policy.datasets[name].privacy_unit)
+        finally:
+            cursor.close()
+
+    def _version(self, dataset: str) -> str:
+        return self._sources[dataset].version()
 
     def render(self, plan: Plan) -> str:
         return plan.engine_sql
 
     def data_version(self, dataset: str) -> str:
-        return self._sources[dataset].version()
+        version = self._version(dataset)
+        self._units.seen(dataset, version)  # new data is checked again before plans trust it
+        return version
 
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows:
         return await self.run_sql(self.render(plan), params, running, limits)

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import re
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from sqlglot import exp
 
 from engines.base import EngineUnavailable, Rows
 from engines.running import Limits, RunningQuery, run_interruptible
+from engines.unit_check import UniqueUnits
 from pgerrors import InternalError
 from rewriter.plan import Plan
 from rewriter.policy import Policy
@@ -63,8 +63,7 @@ class PostgresEngine:
     def __init__(self, policy: Policy, bounding_secret: str, dsn: str, max_connections: int = 8) -> None:
         self._policy = policy
         self._tables: dict[str, exp.Table] = {}
-        self.unique_units: frozenset[str] = frozenset()
-        self._lock = threading.Lock()
+        self._units = UniqueUnits(self._repeated_units, self._version)
 
         def configure(conn: psycopg.Connection[Any]) -> None:
             conn.execute("SET default_transaction_read_only = on")
@@ -95,26 +94,34 @@ class PostgresEngine:
                 raise EngineUnavailable(
                     f"dataset {dataset}: table {spec.table} cannot be read: {err}"
                 ) from err
-            if spec.one_row_per_unit:
-                unit = exp.column(spec.privacy_unit, quoted=True).sql("postgres")
-                source = table.sql("postgres")
-                row = conn.execute(
-                    f"SELECT COUNT(*) FROM (SELECT {unit} FROM {source} WHERE {unit} IS NOT NULL "
-                    f"GROUP BY {unit} HAVING COUNT(*) > 1) AS __d"
-                ).fetchone()
-                if row and row[0] == 0:
-                    with self._lock:
-                        self.unique_units = self.unique_units | {dataset}
-                else:
-                    log.warning(
-                        "dataset %s declares one_row_per_unit but units repeat: plans bound them", dataset
-                    )
         self._tables[dataset] = table
+        if spec.one_row_per_unit:
+            self._units.declare(dataset)
+            self._units.check(dataset)
+
+    @property
+    def unique_units(self) -> frozenset[str]:
+        return self._units.datasets
+
+    def _repeated_units(self, dataset: str) -> int:
+        unit = exp.column(self._policy.datasets[dataset].privacy_unit, quoted=True).sql("postgres")
+        source = self._tables[dataset].sql("postgres")
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                f"SELECT COUNT(*) FROM (SELECT {unit} FROM {source} WHERE {unit} IS NOT NULL "
+                f"GROUP BY {unit} HAVING COUNT(*) > 1) AS __d"
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def render(self, plan: Plan) -> str:
         return _for_postgres(plan.engine_query, plan.dataset, self._tables[plan.dataset]).sql("postgres")
 
     def data_version(self, dataset: str) -> str:
+        version = self._version(dataset)
+        self._units.seen(dataset, version)  # new data is checked again before plans trust it
+        return version
+
+    def _version(self, dataset: str) -> str:
         """Changes with every committed insert, update, delete or rewrite of the table (PostgreSQL's
         statistics, which lag a commit by up to about a second)."""
         table = self._tables[dataset]

@@ -25,6 +25,7 @@ from sqlglot import exp
 from engines.base import EngineUnavailable, Rows
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.sources import FileSource
+from engines.unit_check import UniqueUnits
 from pgerrors import InternalError
 from rewriter.plan import Plan
 from rewriter.policy import Policy
@@ -118,8 +119,7 @@ class SparkEngine:
         self._closed = False
         self._tables: dict[str, exp.Table] = {}
         self._sources: dict[str, FileSource] = {}
-        self.unique_units: frozenset[str] = frozenset()
-        self._lock = threading.Lock()
+        self._units = UniqueUnits(self._repeated_units, self._version)
         try:
             self._spark.sql(f"DECLARE OR REPLACE VARIABLE {SECRET_VARIABLE} STRING")
             self._spark.sql(f"SET VAR {SECRET_VARIABLE} = :secret", args={"secret": bounding_secret})
@@ -151,11 +151,15 @@ class SparkEngine:
         if missing:
             raise EngineUnavailable(f"dataset {dataset}: Spark finds no column {', '.join(missing)}")
         if spec.one_row_per_unit:
-            small = dataset in self._sources and self._sources[dataset].size() <= VERIFY_AT_START_BYTES
-            if small:
-                self._verify(dataset)
+            self._units.declare(dataset)
+            if dataset in self._sources and self._sources[dataset].size() <= VERIFY_AT_START_BYTES:
+                self._units.check(dataset)
             else:  # until verified, its queries get contribution-bounded plans (always safe)
-                threading.Thread(target=self._verify, args=(dataset,), daemon=True).start()
+                self._units.check_later(dataset)
+
+    @property
+    def unique_units(self) -> frozenset[str]:
+        return self._units.datasets
 
     def _read(self, source: FileSource, dataset: str) -> Any:
         reader = self._spark.read
@@ -176,31 +180,24 @@ class SparkEngine:
             typed.append(f"try_cast({quoted} AS {spark_type.sql('spark')}) AS {quoted}")
         return typed
 
-    def _verify(self, dataset: str) -> None:
-        """one_row_per_unit is trusted only once the data shows it."""
+    def _repeated_units(self, dataset: str) -> int:
         unit = exp.column(self._policy.datasets[dataset].privacy_unit, quoted=True).sql("spark")
         source = self._tables[dataset].sql("spark")
-        try:
-            (row,) = self._spark.sql(
-                f"SELECT COUNT(*) FROM (SELECT {unit} FROM {source} WHERE {unit} IS NOT NULL "
-                f"GROUP BY {unit} HAVING COUNT(*) > 1) AS d"
-            ).collect()
-        except Exception:
-            log.exception("dataset %s: could not check one_row_per_unit", dataset)
-            return
-        if row[0]:
-            log.warning(
-                "dataset %s declares one_row_per_unit but %d privacy units have several rows: "
-                "its queries bound each unit to one row in the plan", dataset, row[0],
-            )  # fmt: skip
-            return
-        with self._lock:
-            self.unique_units = self.unique_units | {dataset}
+        (row,) = self._spark.sql(
+            f"SELECT COUNT(*) FROM (SELECT {unit} FROM {source} WHERE {unit} IS NOT NULL "
+            f"GROUP BY {unit} HAVING COUNT(*) > 1) AS d"
+        ).collect()
+        return int(row[0])
 
     def render(self, plan: Plan) -> str:
         return _for_spark(plan.engine_query, plan.dataset, self._tables[plan.dataset]).sql("spark")
 
     def data_version(self, dataset: str) -> str:
+        version = self._version(dataset)
+        self._units.seen(dataset, version)  # new data is checked again before plans trust it
+        return version
+
+    def _version(self, dataset: str) -> str:
         """Local files: their names, sizes and times. Catalog tables: the files Spark reads for them
         (Spark writes new file names on every insert or overwrite)."""
         if dataset in self._sources:

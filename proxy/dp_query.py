@@ -56,11 +56,21 @@ class DpQueries:
 
     # ---- planning: pure, shared by Describe and Execute ----------------------------------------
 
-    def plan(self, statement: Statement, state: SessionState, declared: tuple[str | None, ...]) -> Plan:
-        """Plan once per statement and context: Parse/Describe and Execute share the plan."""
+    def plan(
+        self,
+        statement: Statement,
+        state: SessionState,
+        declared: tuple[str | None, ...],
+        unique_units: frozenset[str] | None = None,
+    ) -> Plan:
+        """Plan once per statement and context: Parse/Describe and Execute share the plan. Datasets
+        in `unique_units` (by default: those whose data was last checked to hold one row per unit)
+        get plans without contribution bounding."""
         settings = state.settings
+        unique = self.engines.unique_units if unique_units is None else unique_units
         key = (self.policy.version, state.user, state.role, settings.epsilon(), settings.confidence(),
-               settings.delta(), settings.mechanism(), settings.target_ci_width(), declared)  # fmt: skip
+               settings.delta(), settings.mechanism(), settings.target_ci_width(), declared,
+               unique)  # fmt: skip
         plan = statement.plans.get(key)
         if plan is None:
             assert isinstance(statement.tree, exp.Select)
@@ -74,7 +84,7 @@ class DpQueries:
                 mechanism=settings.mechanism(),
                 target_ci_width=settings.target_ci_width(),
                 declared_parameter_types=declared,
-                unique_units=self.engines.unique_units,
+                unique_units=unique,
             )
             plan = statement.plans[key] = plan_query(statement.tree, ctx)
         assert isinstance(plan, Plan)
@@ -91,13 +101,17 @@ class DpQueries:
     ) -> Result:
         policy, engines = self.policy, self.engines  # a policy reload must not change them mid-query
         started = time.perf_counter()
-        plan = await plan_off_loop(self.plan, statement, state, declared)
+        unique = engines.unique_units
+        plan = await plan_off_loop(self.plan, statement, state, declared, unique)
         metrics.PHASE_SECONDS.labels("plan").observe(time.perf_counter() - started)
         dataset = policy.datasets[plan.dataset]
         engine = engines.of(plan.dataset)
         await self._apply_holds(plan, state, dataset)
         total = PureDP.total(dataset.budget.epsilon)
         version = await asyncio.to_thread(engine.data_version, plan.dataset)  # file stats or a PG query
+        if plan.dataset in unique and plan.dataset not in engine.unique_units:
+            # New data since its one-row-per-unit check: bound contribution until it is checked again.
+            plan = await plan_off_loop(self.plan, statement, state, declared, engines.unique_units)
         key = answer_key(plan, params, policy.version, version)
         async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
             stored = await asyncio.to_thread(self.ledger.find_answer, key)

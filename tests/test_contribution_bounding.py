@@ -104,3 +104,40 @@ def test_heavy_users_are_really_capped(engine: duckdb.DuckDBPyConnection) -> Non
         + " SELECT * FROM __bounded) GROUP BY user_id)"
     ).fetchone()
     assert most <= 10  # at most 2 groups x 5 rows per person
+
+
+def test_new_data_is_checked_before_plans_trust_one_row_per_unit(data_file: Path, tmp_path: Path) -> None:
+    """`one_row_per_unit` holds for the data that was checked: once the file is replaced by one
+    where every person has two rows, answers bound each person to one row again."""
+    import os
+
+    import psycopg
+    import yaml
+
+    from tests.proxy_process import DEMO_POLICY, start_proxy
+
+    source = tmp_path / "employees.parquet"
+    with duckdb.connect() as con:
+        con.execute(f"COPY (SELECT * FROM read_parquet('{data_file}')) TO '{source}' (FORMAT parquet)")
+        (people,) = con.execute(f"SELECT COUNT(*) FROM read_parquet('{data_file}')").fetchone()  # type: ignore[misc]
+    policy = yaml.safe_load(DEMO_POLICY.read_text())
+    policy["datasets"] = {"employees": {**policy["datasets"]["employees"], "source": str(source)}}
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    proxy = start_proxy(path, tmp_path)
+    try:
+        with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+            before = conn.execute("SELECT COUNT(*) FROM employees").fetchone()[0]  # type: ignore[index]
+            assert abs(before - people) < 0.02 * people
+            doubled = tmp_path / "doubled.parquet"
+            with duckdb.connect() as con:
+                con.execute(
+                    f"COPY (SELECT * FROM read_parquet('{data_file}') UNION ALL "
+                    f"SELECT * FROM read_parquet('{data_file}')) TO '{doubled}' (FORMAT parquet)"
+                )
+            os.replace(doubled, source)
+            for sql in ("SELECT COUNT(*) FROM employees WHERE age > 0", "SELECT COUNT(*) FROM employees"):
+                after = conn.execute(sql).fetchone()[0]  # type: ignore[index]
+                assert abs(after - people) < 0.02 * people, (sql, after)  # not 2x: one row per person
+    finally:
+        proxy.stop()
