@@ -23,7 +23,6 @@ from rewriter import fixed_point
 from rewriter.context import RewriteContext
 from rewriter.group_keys import KeySpec, group_keys, key_of
 from rewriter.policy import Column, Dataset
-from rewriter.row_hash import row_hash, tie_breaks
 from rewriter.tree import aggregate_name, dataset_name, parameter_index, parameters, quantile_parts
 from rewriter.types import PG_TO_DUCKDB, POLICY_TO_PG, PgType
 
@@ -44,14 +43,25 @@ class MeasuredAggregate:
 
 
 @dataclass(frozen=True)
+class EngineParts:
+    """What the engine query is made of, before contribution bounding decides its shape."""
+
+    keys: tuple[exp.Expression, ...]  # engine expressions of the group keys (output as __k0, __k1, ...)
+    key_kinds: tuple[str, ...]  # the policy type of each key's value (how the row hash renders it)
+    conditions: tuple[exp.Expression, ...]  # WHERE, ANDed: the filter and the keys' public domains
+    measures: tuple[exp.Expression, ...]  # aliased clipped measures, after the group size (__rows)
+
+
+@dataclass(frozen=True)
 class ClippedQuery:
     dataset: str
-    engine: exp.Select
+    parts: EngineParts
     keys: tuple[tuple[KeySpec, int | None], ...]  # (group key, select-list position or None)
     aggregates: tuple[MeasuredAggregate, ...]
     outputs: tuple[tuple[str, str, int], ...]  # (name, "key"|"aggregate", index) in select order
     parameter_types: tuple[PgType, ...]
     tree: exp.Select  # the checked user tree, for ORDER BY and LIMIT
+    engine: exp.Select | None = None  # set by bound_contribution
 
 
 def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
@@ -63,16 +73,7 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
     outputs: list[tuple[str, str, int]] = []
     key_positions: dict[int, int] = {}
     aggregates: list[MeasuredAggregate] = []
-    # The noisy group size counts privacy units (one per unit per group, whatever its rows).
-    # `one_row_per_unit` is trusted only once the engine has checked it on the data it serves
-    # (ctx.unique_units); otherwise the plan enforces it like any bound: one row per unit.
-    unique = dataset.one_row_per_unit and name in ctx.unique_units
-    group_size = (
-        exp.Count(this=exp.Star())
-        if unique
-        else exp.Count(this=exp.Distinct(expressions=[_col(dataset.privacy_unit)]))
-    )
-    measures: list[exp.Expression] = [exp.alias_(group_size, THRESHOLD_MEASURE)]
+    measures: list[exp.Expression] = []
     for position, item in enumerate(tree.expressions):
         value = item.this
         if key_of(value) in key_index:
@@ -97,95 +98,21 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
         else _in_domain(key, dataset.columns[key.column])
         for key, engine_key in zip(keys, engine_keys, strict=True)
     ]
-    if unique:
-        conditions.append(exp.Not(this=exp.Is(this=_col(dataset.privacy_unit), expression=exp.Null())))
-        engine = exp.select(
-            *(exp.alias_(k.copy(), f"__k{i}") for i, k in enumerate(engine_keys)), *measures, copy=False
-        ).from_(exp.to_table(name, quoted=True), copy=False)
-        if conditions:
-            engine = engine.where(exp.and_(*conditions, copy=False), copy=False)
-        if keys:
-            engine = engine.group_by(*engine_keys, copy=False)
-    else:
-        kinds = [_key_kind(key, dataset) for key in keys]
-        engine = _bounded(name, dataset, engine_keys, kinds, conditions, measures)
+    parts = EngineParts(
+        keys=tuple(engine_keys),
+        key_kinds=tuple(_key_kind(key, dataset) for key in keys),
+        conditions=tuple(conditions),
+        measures=tuple(measures),
+    )
     return ClippedQuery(
         dataset=name,
-        engine=_as_parameters(engine),
+        parts=parts,
         keys=tuple((key, key_positions.get(i)) for i, key in enumerate(keys)),
         aggregates=tuple(aggregates),
         outputs=tuple(outputs),
         parameter_types=parameter_types,
         tree=tree,
     )
-
-
-def _bounded(
-    name: str,
-    dataset: Dataset,
-    engine_keys: list[exp.Expression],
-    key_kinds: list[str],
-    conditions: list[exp.Expression],
-    measures: list[exp.Expression],
-) -> exp.Select:
-    """Contribution bounding inside the plan: each unit keeps at most `max_rows_per_group` rows per
-    group and at most `max_groups_contributed` groups, chosen by a keyed hash.
-
-    The hash (`rewriter.row_hash`) is keyed with `privacylens_secret()`, which each engine supplies
-    from a secret kept in the ledger database: the choice is deterministic (the same question keeps
-    the same rows, on any engine) but no analyst can predict or steer it, and the secret never
-    appears in SQL text. Rows without a privacy unit are dropped: they could not be bounded.
-    """
-    bounds = dataset.bounds()
-    duck = "duckdb"
-    unit = _col(dataset.privacy_unit).sql(duck)
-    row = [(c, spec.type) for c, spec in dataset.columns.items()]
-    key_names = [f"__k{i}" for i in range(len(engine_keys))]
-    keys_select = "".join(f", {k.sql(duck)} AS {n}" for k, n in zip(engine_keys, key_names, strict=True))
-    where = exp.and_(
-        *conditions, exp.Not(this=exp.Is(this=_col(dataset.privacy_unit), expression=exp.Null()))
-    )
-    partition = ", ".join([unit, *key_names])
-    measure_sql = ", ".join(m.sql(duck) for m in measures)
-    sql = (
-        f"WITH __filtered AS (SELECT *{keys_select}, {row_hash(row).sql(duck)} AS __h "
-        f"FROM {exp.to_table(name, quoted=True).sql(duck)} WHERE {where.sql(duck)}), "
-        f"__capped AS (SELECT * FROM __filtered QUALIFY row_number() OVER "
-        f"(PARTITION BY {partition} ORDER BY {_order(['__h', *tie_breaks(row)])}) "
-        f"<= {bounds.max_rows_per_group})"
-    )
-    source = "__capped"
-    if engine_keys:
-        unit_type = dataset.columns[dataset.privacy_unit].type
-        groups = [(dataset.privacy_unit, unit_type), *zip(key_names, key_kinds, strict=True)]
-        sql += (
-            f", __unit_groups AS (SELECT {partition} FROM (SELECT DISTINCT {partition} FROM __capped) "
-            f"QUALIFY row_number() OVER (PARTITION BY {unit} "
-            f"ORDER BY {_order([row_hash(groups), *tie_breaks(groups)])}) "
-            f"<= {bounds.max_groups_contributed}), "
-            f"__bounded AS (SELECT __capped.* FROM __capped JOIN __unit_groups USING ({partition}))"
-        )
-        source = "__bounded"
-    keys_out = "".join(f"{n}, " for n in key_names)
-    sql += f" SELECT {keys_out}{measure_sql} FROM {source}"
-    if key_names:
-        sql += f" GROUP BY {', '.join(key_names)}"
-    parsed = sqlglot.parse_one(sql, read=duck)
-    assert isinstance(parsed, exp.Select)
-    return parsed
-
-
-def _as_parameters(tree: exp.Select) -> exp.Select:
-    """Parts built as DuckDB text parse `$n` as placeholders: the plan keeps one node for them, the
-    Parameter the client's statement has, so every engine renders it in its own way."""
-    for node in list(tree.find_all(exp.Placeholder)):
-        if str(node.this).isdigit():
-            node.replace(exp.Parameter(this=exp.Literal.number(int(node.this))))
-    return tree
-
-
-def _order(items: list[str | exp.Expression]) -> str:
-    return ", ".join(f"{i if isinstance(i, str) else i.sql('duckdb')} NULLS LAST" for i in items)
 
 
 def _key_kind(key: KeySpec, dataset: Dataset) -> str:

@@ -29,11 +29,22 @@ from rewriter.group_keys import KeySpec, key_of
 from rewriter.having import Condition, compile_having
 from rewriter.plan import Aggregate, GroupKey, Measure, OutputColumn, Plan, SortKey
 from rewriter.policy import Dataset
+from rewriter.question import describe_question
 from rewriter.rules.clip_values import THRESHOLD_MEASURE, ClippedQuery, MeasuredAggregate, deviation_bound
 from rewriter.types import POLICY_TO_PG, PgType
 
 
 def plan_noise(query: ClippedQuery, ctx: RewriteContext) -> Plan:
+    """The plan at the session's ε, or at the smallest ε that meets `dp.target_ci_width`."""
+    if ctx.target_ci_width is not None:
+        plan = plan_for_width(query, ctx, ctx.target_ci_width)
+    else:
+        plan = _plan_at_epsilon(query, ctx)
+    return replace(plan, question=describe_question(query.tree, ctx.dataset(query.dataset)))
+
+
+def _plan_at_epsilon(query: ClippedQuery, ctx: RewriteContext) -> Plan:
+    assert query.engine is not None, "bound_contribution runs before plan_noise"
     dataset = ctx.dataset(query.dataset)
     epsilon = _query_epsilon(ctx, query.dataset)
     confidence = ctx.confidence if ctx.confidence is not None else dataset.query.confidence
@@ -124,7 +135,7 @@ def plan_for_width(query: ClippedQuery, ctx: RewriteContext, width: float) -> Pl
         )
 
     def plan_at(epsilon: float) -> Plan:
-        return plan_noise(query, replace(ctx, epsilon=epsilon, target_ci_width=None))
+        return _plan_at_epsilon(query, replace(ctx, epsilon=epsilon, target_ci_width=None))
 
     def widest(plan: Plan) -> float:
         alpha = 1 - plan.confidence
