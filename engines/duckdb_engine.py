@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from engines.base import Rows
+from engines.base import EngineUnavailable, Rows
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.sources import FileSource
 from engines.unit_check import UniqueUnits
@@ -35,13 +35,19 @@ LOCKDOWN = (
     "SET autoload_known_extensions = false",
     "SET lock_configuration = true",
 )
-VERIFY_AT_START_BYTES = 256 << 20  # one_row_per_unit is checked before serving below this size
+VERIFY_AT_START_BYTES = 32 << 20  # one_row_per_unit is checked before serving below this size
 
 
 class DuckDBEngine:
     dialect = "duckdb"
 
-    def __init__(self, policy: Policy, bounding_secret: str, datasets: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        bounding_secret: str,
+        datasets: Sequence[str] | None = None,
+        memory_limit: str | None = None,
+    ) -> None:
         con = duckdb.connect(":memory:")
         self._policy = policy
         # The key of contribution bounding's hash; SQL refers to the macro, never to the value.
@@ -59,6 +65,11 @@ class DuckDBEngine:
         spill = tempfile.mkdtemp(prefix="privacylens-duckdb-")  # where large aggregates spill to disk
         self._cleanup = weakref.finalize(self, shutil.rmtree, spill, True)
         con.execute(f"SET temp_directory = '{spill}'")
+        if memory_limit:
+            try:
+                con.execute("SET memory_limit = ?", [memory_limit])
+            except duckdb.Error as err:
+                raise EngineUnavailable(f"duckdb_memory_limit {memory_limit!r}: {err}") from err
         con.execute("SET allowed_paths = ?", [files])
         con.execute("SET allowed_directories = ?", [folders])
         for statement in LOCKDOWN:

@@ -6,13 +6,13 @@ from engines.base import Engine, Engines
 from rewriter.policy import Policy
 
 
-def open_engines(policy: Policy, bounding_secret: str) -> Engines:
+def open_engines(policy: Policy, bounding_secret: str, duckdb_memory_limit: str | None = None) -> Engines:
     by_dataset: dict[str, Engine] = {}
     on_duckdb = [n for n, d in policy.datasets.items() if d.engine == "duckdb"]
     if on_duckdb:
         from engines.duckdb_engine import DuckDBEngine
 
-        duck = DuckDBEngine(policy, bounding_secret, on_duckdb)
+        duck = DuckDBEngine(policy, bounding_secret, on_duckdb, memory_limit=duckdb_memory_limit)
         by_dataset.update(dict.fromkeys(on_duckdb, duck))
     placed: dict[tuple[str, str], Engine] = {}
     try:

@@ -33,7 +33,7 @@ from rewriter.types import PG_TO_DUCKDB, POLICY_TO_PG
 
 log = logging.getLogger(__name__)
 SECRET_VARIABLE = "privacylens_secret"
-VERIFY_AT_START_BYTES = 256 << 20  # one_row_per_unit is checked before serving below this size
+VERIFY_AT_START_BYTES = 32 << 20  # one_row_per_unit is checked before serving below this size
 
 
 class _SharedContext:

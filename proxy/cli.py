@@ -76,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         from proxy.server import Server
 
         try:
-            asyncio.run(Server(settings).serve_forever())
+            server = Server(settings)
+        except (ValueError, OSError) as err:  # a policy, engine, ledger or setting that cannot be used
+            logging.getLogger("privacylens").error("cannot start: %s", err)
+            return 2
+        try:
+            asyncio.run(server.serve_forever())
         except KeyboardInterrupt:
             pass
         return 0

@@ -60,7 +60,7 @@ class Server:
         )
         ledger = Ledger(settings.ledger)
         self.bounding_secret = ledger.secret("contribution-bounding")
-        engines = open_engines(policy, self.bounding_secret)
+        engines = open_engines(policy, self.bounding_secret, settings.duckdb_memory_limit)
         audit = AuditLog(settings.ledger)
         self._audit_policy(audit, "policy loaded", policy)
         self._policy_stamp = _stamp(settings.policy)
@@ -120,7 +120,9 @@ class Server:
             if policy.version == self.gateway.policy.version:
                 return False
             check_production(self.settings, policy)
-            engines = await asyncio.to_thread(open_engines, policy, self.bounding_secret)
+            engines = await asyncio.to_thread(
+                open_engines, policy, self.bounding_secret, self.settings.duckdb_memory_limit
+            )
             catalog = await asyncio.to_thread(CatalogEngine, policy, self.settings.ledger)
         except (PolicyError, UnsafeForProduction, OSError, ValueError, duckdb.Error) as err:
             log.error(

@@ -53,6 +53,12 @@ SETTINGS = (
         "Longest any statement may run, in seconds (0: no limit); sessions "
         "may SET a shorter statement_timeout.",
     ),
+    Setting(
+        "duckdb_memory_limit",
+        "4GB",
+        "Memory the embedded DuckDB engine may use (its memory_limit); beyond it, aggregates spill to "
+        "a private temporary folder.",
+    ),
     Setting("log_level", "INFO", "Python logging level for the proxy's log on stderr."),
     Setting(
         "mode",
@@ -100,6 +106,7 @@ class ProxySettings:
     metrics_token: str
     auth_timeout: float
     statement_timeout: float
+    duckdb_memory_limit: str
     log_level: str
     mode: str
     max_connections: int

@@ -182,3 +182,18 @@ def test_compose_file_validates() -> None:
         "Dockerfile",
     ):
         assert (ROOT / relative).exists(), relative
+
+
+def test_a_proxy_that_cannot_start_says_why_in_one_line(tmp_path: Path, data_file: Path) -> None:
+    missing = tmp_path / "gone.parquet"
+    policy = write_policy(tmp_path, data_file)
+    policy.write_text(policy.read_text().replace(str(data_file), str(missing)))
+    for args, words in (
+        (["--policy", str(policy)], "matches no file"),
+        (["--policy", str(write_policy(tmp_path, data_file)), "--duckdb-memory-limit", "lots"],
+         "duckdb_memory_limit 'lots'"),
+        (["--policy", str(tmp_path / "nowhere.yaml")], "cannot read policy"),
+    ):  # fmt: skip
+        out = cli("serve", *args, "--ledger", str(tmp_path / "l.sqlite"), "--port", "0")
+        assert out.returncode == 2, out.stderr
+        assert "cannot start" in out.stderr and words in out.stderr and "Traceback" not in out.stderr

@@ -34,6 +34,7 @@ def bound_contribution(query: ClippedQuery, ctx: RewriteContext) -> ClippedQuery
         exp.Not(this=exp.Is(this=unit.copy(), expression=exp.Null())),
     ]
     keys = [k.copy() for k in parts.keys]
+    domains = [d.copy() for d in parts.group_domains]
     if unique:
         engine = exp.select(
             *(exp.alias_(k.copy(), f"__k{i}") for i, k in enumerate(keys)), *measures, copy=False
@@ -41,8 +42,16 @@ def bound_contribution(query: ClippedQuery, ctx: RewriteContext) -> ClippedQuery
         engine = engine.where(exp.and_(*conditions, copy=False), copy=False)
         if keys:
             engine = engine.group_by(*keys, copy=False)
-    else:
-        engine = _bounded(query.dataset, dataset, keys, list(parts.key_kinds), conditions, measures)
+        if domains:
+            # Whole groups outside the declared values are dropped after grouping: the same rows
+            # reach each released group, without a per-row IN test. The never-true aggregate term
+            # keeps DuckDB from pushing the test back down into the scan as a hash join.
+            never = exp.LT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(0))
+            engine = engine.having(exp.or_(exp.and_(*domains), never), copy=False)
+    else:  # rows outside the declared values must not use up a person's groups: filter them first
+        engine = _bounded(
+            query.dataset, dataset, keys, list(parts.key_kinds), [*conditions, *domains], measures
+        )
     return replace(query, engine=_as_parameters(engine))
 
 

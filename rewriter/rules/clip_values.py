@@ -48,7 +48,8 @@ class EngineParts:
 
     keys: tuple[exp.Expression, ...]  # engine expressions of the group keys (output as __k0, __k1, ...)
     key_kinds: tuple[str, ...]  # the policy type of each key's value (how the row hash renders it)
-    conditions: tuple[exp.Expression, ...]  # WHERE, ANDed: the filter and the keys' public domains
+    conditions: tuple[exp.Expression, ...]  # row filters, ANDed: WHERE and the ranges of bucketed keys
+    group_domains: tuple[exp.Expression, ...]  # `key IN (declared values)` of plain keys, ANDed
     measures: tuple[exp.Expression, ...]  # aliased clipped measures, after the group size (__rows)
 
 
@@ -92,16 +93,19 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
     conditions = (
         [_engine_where(tree.args["where"].this, parameter_types, dataset)] if tree.args.get("where") else []
     )
-    conditions += [
-        exp.Not(this=exp.Is(this=engine_key.copy(), expression=exp.Null()))
-        if key.labels is not None
-        else _in_domain(key, dataset.columns[key.column])
-        for key, engine_key in zip(keys, engine_keys, strict=True)
-    ]
+    domains: list[exp.Expression] = []  # plain keys' value lists: they hold for whole groups
+    for key, engine_key in zip(keys, engine_keys, strict=True):
+        if key.labels is not None:
+            conditions.append(exp.Not(this=exp.Is(this=engine_key.copy(), expression=exp.Null())))
+        elif key.bins is None and key.unit is None:
+            domains.append(_in_domain(key, dataset.columns[key.column]))
+        else:  # buckets of a range: rows outside the range must not reach an edge bucket
+            conditions.append(_in_domain(key, dataset.columns[key.column]))
     parts = EngineParts(
         keys=tuple(engine_keys),
         key_kinds=tuple(_key_kind(key, dataset) for key in keys),
         conditions=tuple(conditions),
+        group_domains=tuple(domains),
         measures=tuple(measures),
     )
     return ClippedQuery(
@@ -202,19 +206,15 @@ class _Scaled:
 
 
 def _scaled(column_name: str, column: Column) -> _Scaled:
-    """Every value lands in [ceil(lower·2^f), floor(upper·2^f)] · 2^-f, inside the declared bounds;
-    NaN and +inf clip to upper, -inf to lower; no cast can fail (|value · 2^f| <= 2^60)."""
+    """The value clipped to [lower, upper] as a double, then rounded half-up to a multiple of 2^-f:
+    every result lies in [floor(lower·2^f + 0.5), floor(upper·2^f + 0.5)] · 2^-f, within half a step
+    (2^-f-1, at most 2^-61 of the larger bound) of the declared bounds, which the sensitivities' slack
+    (`fixed_point.FINAL_ROUNDING`) covers. NULL stays NULL; NaN and +inf clip to upper, -inf to lower;
+    no cast can fail (|value · 2^f| <= 2^60). Clipping before scaling keeps it to one CASE per row."""
     assert column.lower is not None and column.upper is not None
     f = fixed_point.exponent(max(abs(column.lower), abs(column.upper)))
     scale = 2.0**f
-    low, high = math.ceil(column.lower * scale), math.floor(column.upper * scale)
-    col = _sql(_col(column_name))
-    sql = (
-        f"(CASE WHEN {col} IS NULL THEN NULL WHEN {col} < {_sql(_num(column.lower))} THEN {low} "
-        f"WHEN {col} > {_sql(_num(column.upper))} THEN {high} "
-        f"ELSE GREATEST({low}, LEAST({high}, "
-        f"CAST(floor(CAST({col} AS DOUBLE) * {scale!r} + 0.5) AS BIGINT))) END)"
-    )
+    sql = f"CAST(floor({_sql(_clipped(column_name, column))} * {scale!r} + 0.5) AS BIGINT)"
     return _Scaled(sql, f, round((column.lower + column.upper) / 2 * scale))
 
 
