@@ -35,7 +35,6 @@ LOCKDOWN = (
     "SET autoload_known_extensions = false",
     "SET lock_configuration = true",
 )
-VERIFY_AT_START_BYTES = 32 << 20  # one_row_per_unit is checked before serving below this size
 
 
 class DuckDBEngine:
@@ -78,11 +77,7 @@ class DuckDBEngine:
         self._units = UniqueUnits(self._repeated_units, self._version)
         declared = [n for n in names if policy.datasets[n].one_row_per_unit]
         for name in declared:
-            self._units.declare(name)
-            if self._sources[name].size() <= VERIFY_AT_START_BYTES:
-                self._units.check(name)
-            else:  # until verified, its queries get contribution-bounded plans (always safe)
-                self._units.check_later(name)
+            self._units.watch(name, self._sources[name].size())
 
     @property
     def unique_units(self) -> frozenset[str]:

@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 from sqlglot import exp
 
 from engines.base import EngineUnavailable, Rows
+from engines.render import onto, plain
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.unit_check import UniqueUnits
 from pgerrors import InternalError
@@ -90,14 +91,15 @@ class PostgresEngine:
         with self._pool.connection() as conn:
             try:
                 conn.execute(f"SELECT {columns} FROM {table.sql('postgres')} LIMIT 0")
+                size = conn.execute("SELECT pg_total_relation_size(%s::regclass)", (table.sql("postgres"),))
+                row = size.fetchone()
             except psycopg.Error as err:
                 raise EngineUnavailable(
                     f"dataset {dataset}: table {spec.table} cannot be read: {err}"
                 ) from err
         self._tables[dataset] = table
         if spec.one_row_per_unit:
-            self._units.declare(dataset)
-            self._units.check(dataset)
+            self._units.watch(dataset, int(row[0]) if row else None)
 
     @property
     def unique_units(self) -> frozenset[str]:
@@ -148,7 +150,7 @@ class PostgresEngine:
                     )
                     cursor.execute(sql, list(params))
                     columns = [d.name for d in cursor.description or []]
-                    return columns, [tuple(_plain(v) for v in row) for row in cursor.fetchall()]
+                    return columns, [tuple(plain(v) for v in row) for row in cursor.fetchall()]
 
             return await run_interruptible(_Cancel(conn), work, running, limits)
         except psycopg.Error as err:
@@ -161,24 +163,8 @@ class PostgresEngine:
         self._pool.close()
 
 
-def _plain(value: Any) -> Any:
-    """numeric sums come back as Decimal; the answers layer works in floats and ints."""
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
 def _for_postgres(tree: exp.Expression, dataset: str, table: exp.Table) -> exp.Expression:
-    tree = tree.copy()
-    for node in list(tree.find_all(exp.Table)):
-        if node.name == dataset and not node.db:
-            node.replace(table.copy())
-    for node in list(tree.find_all(exp.Anonymous)):
-        name = node.name.lower()
-        if name == "privacylens_secret":
-            node.replace(exp.func("current_setting", exp.Literal.string(SECRET_SETTING)))
+    tree = onto(tree, dataset, table, exp.func("current_setting", exp.Literal.string(SECRET_SETTING)))
     for digest in list(
         tree.find_all(exp.MD5)
     ):  # hex digests order byte-wise, whatever the database's collation

@@ -23,6 +23,7 @@ from typing import Any
 from sqlglot import exp
 
 from engines.base import EngineUnavailable, Rows
+from engines.render import onto, plain
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.sources import FileSource
 from engines.unit_check import UniqueUnits
@@ -33,7 +34,6 @@ from rewriter.types import PG_TO_DUCKDB, POLICY_TO_PG
 
 log = logging.getLogger(__name__)
 SECRET_VARIABLE = "privacylens_secret"
-VERIFY_AT_START_BYTES = 32 << 20  # one_row_per_unit is checked before serving below this size
 
 
 class _SharedContext:
@@ -151,11 +151,8 @@ class SparkEngine:
         if missing:
             raise EngineUnavailable(f"dataset {dataset}: Spark finds no column {', '.join(missing)}")
         if spec.one_row_per_unit:
-            self._units.declare(dataset)
-            if dataset in self._sources and self._sources[dataset].size() <= VERIFY_AT_START_BYTES:
-                self._units.check(dataset)
-            else:  # until verified, its queries get contribution-bounded plans (always safe)
-                self._units.check_later(dataset)
+            files = self._sources.get(dataset)
+            self._units.watch(dataset, files.size() if files is not None else None)
 
     @property
     def unique_units(self) -> frozenset[str]:
@@ -218,7 +215,7 @@ class SparkEngine:
             context.setInterruptOnCancel(True)
             try:
                 frame = self._spark.sql(sql, args=args)
-                return list(frame.columns), [tuple(_plain(v) for v in row) for row in frame.collect()]
+                return list(frame.columns), [tuple(plain(v) for v in row) for row in frame.collect()]
             finally:
                 context.removeJobTag(jobs.tag)
 
@@ -245,23 +242,8 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
-def _plain(value: Any) -> Any:
-    """Decimal sums come back as Decimal; the answers layer works in floats and ints."""
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
 def _for_spark(tree: exp.Expression, dataset: str, table: exp.Table) -> exp.Expression:
-    tree = tree.copy()
-    for node in list(tree.find_all(exp.Table)):
-        if node.name == dataset and not node.db:
-            node.replace(table.copy())
-    for node in list(tree.find_all(exp.Anonymous)):
-        if node.name.lower() == "privacylens_secret":
-            node.replace(exp.column(SECRET_VARIABLE, table="session", db="system"))
+    tree = onto(tree, dataset, table, exp.column(SECRET_VARIABLE, table="session", db="system"))
     for node in list(tree.find_all(exp.Parameter)):
         node.replace(exp.Placeholder(this=f"p{int(node.this.this)}"))
     for total in list(tree.find_all(exp.Sum)):  # the plan's sums are of fixed-point integers

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+CHECK_BEFORE_SERVING_BYTES = 32 << 20  # smaller data is checked before serving (well under a second)
 
 
 class UniqueUnits:
@@ -38,6 +39,16 @@ class UniqueUnits:
     def declare(self, dataset: str) -> None:
         with self._lock:
             self._declared.add(dataset)
+
+    def watch(self, dataset: str, size_bytes: int | None) -> None:
+        """Declare a dataset and check it: before serving when its data is small, else in the
+        background (until then its queries get contribution-bounded plans, always safe), so start-up
+        does not grow with the data."""
+        self.declare(dataset)
+        if size_bytes is not None and size_bytes <= CHECK_BEFORE_SERVING_BYTES:
+            self.check(dataset)
+        else:
+            self.check_later(dataset)
 
     @property
     def datasets(self) -> frozenset[str]:
