@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+from sqlglot import exp
 
 from engines.base import EngineUnavailable, Rows
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.sources import FileSource
-from engines.unit_check import UniqueUnits
+from engines.unit_check import UniqueUnits, repeated_units_sql
 from pgerrors import InternalError
 from rewriter.plan import Plan
 from rewriter.policy import Policy
@@ -132,9 +133,6 @@ def _quoted(name: str) -> str:
 
 def duplicate_units(con: duckdb.DuckDBPyConnection, table: str, unit: str) -> int:
     """How many privacy units have more than one row in `table`."""
-    u = _quoted(unit)
-    row = con.execute(
-        f"SELECT COUNT(*) FROM (SELECT {u} FROM {_quoted(table)} WHERE {u} IS NOT NULL "
-        f"GROUP BY {u} HAVING COUNT(*) > 1)"
-    ).fetchone()
+    sql = repeated_units_sql(exp.Table(this=exp.to_identifier(table, quoted=True)), unit, "duckdb")
+    row = con.execute(sql).fetchone()
     return int(row[0]) if row else 0

@@ -23,7 +23,7 @@ from sqlglot import exp
 from engines.base import EngineUnavailable, Rows
 from engines.render import onto, plain
 from engines.running import Limits, RunningQuery, run_interruptible
-from engines.unit_check import UniqueUnits
+from engines.unit_check import UniqueUnits, repeated_units_sql
 from pgerrors import InternalError
 from rewriter.plan import Plan
 from rewriter.policy import Policy
@@ -106,13 +106,9 @@ class PostgresEngine:
         return self._units.datasets
 
     def _repeated_units(self, dataset: str) -> int:
-        unit = exp.column(self._policy.datasets[dataset].privacy_unit, quoted=True).sql("postgres")
-        source = self._tables[dataset].sql("postgres")
+        unit = self._policy.datasets[dataset].privacy_unit
         with self._pool.connection() as conn:
-            row = conn.execute(
-                f"SELECT COUNT(*) FROM (SELECT {unit} FROM {source} WHERE {unit} IS NOT NULL "
-                f"GROUP BY {unit} HAVING COUNT(*) > 1) AS __d"
-            ).fetchone()
+            row = conn.execute(repeated_units_sql(self._tables[dataset], unit, "postgres")).fetchone()
         return int(row[0]) if row else 0
 
     def render(self, plan: Plan) -> str:

@@ -26,7 +26,7 @@ from engines.base import EngineUnavailable, Rows
 from engines.render import onto, plain
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.sources import FileSource
-from engines.unit_check import UniqueUnits
+from engines.unit_check import UniqueUnits, repeated_units_sql
 from pgerrors import InternalError
 from rewriter.plan import Plan
 from rewriter.policy import Policy
@@ -178,12 +178,8 @@ class SparkEngine:
         return typed
 
     def _repeated_units(self, dataset: str) -> int:
-        unit = exp.column(self._policy.datasets[dataset].privacy_unit, quoted=True).sql("spark")
-        source = self._tables[dataset].sql("spark")
-        (row,) = self._spark.sql(
-            f"SELECT COUNT(*) FROM (SELECT {unit} FROM {source} WHERE {unit} IS NOT NULL "
-            f"GROUP BY {unit} HAVING COUNT(*) > 1) AS d"
-        ).collect()
+        unit = self._policy.datasets[dataset].privacy_unit
+        (row,) = self._spark.sql(repeated_units_sql(self._tables[dataset], unit, "spark")).collect()
         return int(row[0])
 
     def render(self, plan: Plan) -> str:

@@ -23,6 +23,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from sqlglot import exp
+
 log = logging.getLogger(__name__)
 CHECK_BEFORE_SERVING_BYTES = 32 << 20  # smaller data is checked before serving (well under a second)
 
@@ -95,3 +97,20 @@ class UniqueUnits:
             self.check_later(dataset)
         else:
             self.check(dataset)
+
+
+def repeated_units_sql(table: exp.Table, unit: str, dialect: str) -> str:
+    """The count of privacy units with more than one row in `table`, in an engine's dialect.
+
+    >>> repeated_units_sql(exp.to_table("t"), "u", "spark")[:75]
+    'SELECT COUNT(*) FROM (SELECT `u` FROM t WHERE NOT `u` IS NULL GROUP BY `u` '
+    """
+    column = exp.column(unit, quoted=True)
+    repeated = (
+        exp.select(column.copy())
+        .from_(table.copy())
+        .where(exp.Not(this=exp.Is(this=column.copy(), expression=exp.Null())))
+        .group_by(column.copy())
+        .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
+    )
+    return exp.select(exp.Count(this=exp.Star())).from_(repeated.subquery("__repeated")).sql(dialect)
