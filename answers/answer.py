@@ -5,10 +5,13 @@ shown to the analyst (suppression, intervals at any confidence level, rounding, 
 column names) is computed from it, so asking the same question again, however worded, re-serves the
 same answer: post-processing, at no privacy cost.
 
-"The same question" means: the same dataset, policy version and data version; the same engine SQL
-regenerated from the checked tree (so aliases, letter case, whitespace, comments, ORDER BY and
-LIMIT do not matter, while filters, groups and aggregates do); the same bound parameter values; and
-the same measures with the same sensitivities and ε (so a different dp.epsilon is a new question).
+"The same question" means: the same dataset, the same answer-relevant policy of that dataset
+(`Policy.answer_version`: editing another dataset, a user, a description, a budget or a detector
+keeps answers valid) and the same data version; the same engine SQL regenerated from the checked
+tree with parameters as their values (so aliases, letter case, whitespace, comments, ORDER BY,
+LIMIT, `30 < age` for `age > 30`, and `$1` bound to 30 for a literal 30 do not matter, while
+filters, groups and aggregates do); and the same measures with the same sensitivities and ε (so a
+different dp.epsilon is a new question).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from sqlglot import exp
 
 from rewriter.plan import Plan
 
@@ -67,13 +72,13 @@ FAILED = '{"__failed__":"engine"}'
 
 
 def answer_key(plan: Plan, params: Sequence[Any], policy_version: str, data_version: str) -> str:
+    """`policy_version` is the dataset's answer-relevant policy (`Policy.answer_version`)."""
     measures = [plan.threshold, *(m for a in plan.aggregates for m in a.measures)]
     parts = {
         "dataset": plan.dataset,
         "policy": policy_version,
         "data": data_version,
-        "engine_sql": plan.engine_sql,
-        "params": [_canonical(p) for p in params],
+        "question": question_sql(plan, params),
         "measures": [
             (m.engine_column, repr(m.sensitivity), repr(m.epsilon), m.discrete, m.kind, repr(m.scale))
             for m in measures
@@ -81,6 +86,45 @@ def answer_key(plan: Plan, params: Sequence[Any], policy_version: str, data_vers
         "groups": [[_canonical(v) for v in key.values] for key in plan.keys],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def question_sql(plan: Plan, params: Sequence[Any]) -> str:
+    """The engine SQL with each `$n` replaced by its value as a literal, so a parameter and the same
+    value written in the query are one question.
+
+    >>> import sqlglot
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class P:
+    ...     engine_query: exp.Expression
+    ...     engine_sql: str = ""
+    >>> tree = sqlglot.parse_one("SELECT 1 WHERE a > TRY_CAST(TRY_CAST($1 AS INT) AS INT)", read="postgres")
+    >>> question_sql(P(tree), [30])
+    'SELECT 1 WHERE a > TRY_CAST(30 AS INT)'
+    """
+    if not params:
+        return plan.engine_sql
+    tree = plan.engine_query.copy()
+    for node in list(tree.find_all(exp.Parameter)):
+        index = int(node.this.this) - 1
+        node.replace(_literal(params[index]) if 0 <= index < len(params) else exp.Null())
+    for cast in list(tree.find_all(exp.TryCast)):  # a parameter's own cast inside the column's cast
+        inner = cast.this
+        if isinstance(inner, exp.TryCast) and inner.to == cast.to:
+            cast.set("this", inner.this)
+    return tree.sql("duckdb")
+
+
+def _literal(value: Any) -> exp.Expression:
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, float, Decimal)):
+        return exp.Literal.number(repr(value) if isinstance(value, float) else str(value))
+    if isinstance(value, dt.datetime):
+        return exp.Literal.string(value.isoformat(sep=" "))
+    return exp.Literal.string(str(value))
 
 
 def _canonical(value: Any) -> Any:

@@ -35,6 +35,7 @@ from rewriter.parse import Kind, Statement
 from rewriter.pipeline import plan_query
 from rewriter.plan import Plan
 from rewriter.policy import Dataset, Policy
+from rewriter.rules.resolve_clock import uses_clock
 from stores.audit import AuditLog
 from stores.ledger import Balance, Cost, Ledger, Terms
 from stores.monitor import Monitor, Observation
@@ -68,9 +69,12 @@ class DpQueries:
         get plans without contribution bounding."""
         settings = state.settings
         unique = self.engines.unique_units if unique_units is None else unique_units
+        # A statement that reads the clock (now(), CURRENT_DATE) means something new each second.
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        clock = now if statement.tree is not None and uses_clock(statement.tree) else None
         key = (self.policy.version, state.user, state.role, settings.epsilon(), settings.confidence(),
                settings.delta(), settings.mechanism(), settings.target_ci_width(), declared,
-               unique)  # fmt: skip
+               unique, clock)  # fmt: skip
         plan = statement.plans.get(key)
         if plan is None:
             assert isinstance(statement.tree, exp.Select)
@@ -85,6 +89,7 @@ class DpQueries:
                 target_ci_width=settings.target_ci_width(),
                 declared_parameter_types=declared,
                 unique_units=unique,
+                now=now,
             )
             plan = statement.plans[key] = plan_query(statement.tree, ctx)
         assert isinstance(plan, Plan)
@@ -112,7 +117,7 @@ class DpQueries:
         if plan.dataset in unique and plan.dataset not in engine.unique_units:
             # New data since its one-row-per-unit check: bound contribution until it is checked again.
             plan = await plan_off_loop(self.plan, statement, state, declared, engines.unique_units)
-        key = answer_key(plan, params, policy.version, version)
+        key = answer_key(plan, params, policy.answer_version(plan.dataset), version)
         async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
             stored = await asyncio.to_thread(self.ledger.find_answer, key)
             if stored == FAILED:
@@ -215,7 +220,7 @@ class DpQueries:
         balance = await self.balance(plan, state)
         engine = self.engines.of(plan.dataset)
         version = await asyncio.to_thread(engine.data_version, plan.dataset)
-        key = answer_key(plan, params, self.policy.version, version)
+        key = answer_key(plan, params, self.policy.answer_version(plan.dataset), version)
         answered = await asyncio.to_thread(self.ledger.find_answer, key) is not None
         lines = explain(
             plan, dataset, balance.remaining.epsilon, balance.total.epsilon, answered, engine.render(plan)

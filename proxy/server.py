@@ -64,6 +64,7 @@ class Server:
         audit = AuditLog(settings.ledger)
         self._audit_policy(audit, "policy loaded", policy)
         self._policy_stamp = _stamp(settings.policy)
+        self._reloading = asyncio.Lock()
         self.gateway = Gateway(
             policy,
             engines,
@@ -113,6 +114,10 @@ class Server:
         The new policy, its data engine and its catalog are built off the event loop; the switch is a
         few assignments on it, so every query runs wholly under the old policy or wholly under the new.
         """
+        async with self._reloading:  # a SIGHUP and the file watcher may both fire for one edit
+            return await self._reload_policy(reason)
+
+    async def _reload_policy(self, reason: str) -> bool:
         audit = self.gateway.audit
         assert audit is not None
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from rewriter.policy import Dataset, Policy
@@ -22,6 +23,8 @@ class RewriteContext:
     # Datasets declared one_row_per_unit whose engine has verified it on the data it serves; the
     # others are planned with the bound enforced (one row per unit).
     unique_units: frozenset[str] = frozenset()
+    # The server clock (UTC, naive) that now(), CURRENT_DATE and intervals resolve against; None: read it.
+    now: dt.datetime | None = None
 
     def dataset(self, name: str) -> Dataset:
         return self.policy.datasets[name]

@@ -1,7 +1,7 @@
 """The whole privacy path of an aggregate query, in order. Read RULES to learn it.
 
 Each rule takes what the rule before it made and the context, and raises a `PgError` to refuse. The
-first six check and normalise the client's sqlglot tree; `clip_values` turns it into clipped measures
+first seven check and normalise the client's sqlglot tree; `clip_values` turns it into clipped measures
 per public group, `bound_contribution` gives the engine query its shape (how much one person can
 contribute), and `plan_noise` decides ε, sensitivities, mechanism and output schema: the Plan.
 """
@@ -23,11 +23,13 @@ from rewriter.rules.name_output_columns import name_output_columns
 from rewriter.rules.plan_noise import plan_noise
 from rewriter.rules.qualify_against_policy import qualify_against_policy
 from rewriter.rules.reject_unsupported_syntax import reject_unsupported_syntax
+from rewriter.rules.resolve_clock import resolve_clock
 from rewriter.rules.resolve_dataset import resolve_dataset
 from rewriter.rules.restrict_filters import restrict_filters
 
 RULES: tuple[Callable[[Any, RewriteContext], Any], ...] = (
     reject_unsupported_syntax,  # allow-listed node types only (fail closed)
+    resolve_clock,  # now(), CURRENT_DATE, intervals, to_timestamp(n): literals from the server clock
     resolve_dataset,  # one policy table, a role that may read it
     name_output_columns,  # PostgreSQL's output names, as explicit aliases
     qualify_against_policy,  # every column resolved against the policy schema

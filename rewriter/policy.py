@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Literal
@@ -303,6 +304,16 @@ class Policy(_Frozen):
             if name != name.lower():
                 raise ValueError(f"dataset names must be lower case: {name!r}")
         return self
+
+    def answer_version(self, dataset: str) -> str:
+        """A hash of what in this dataset's policy can change an answer: where its data is, its privacy
+        unit, bounds, limits, suppression and columns. Descriptions, its budget and detectors, users
+        and every other dataset are left out, so editing them keeps cached answers valid."""
+        spec = self.datasets[dataset].model_dump(mode="json", exclude={"description", "budget", "detectors"})
+        for column in spec["columns"].values():
+            column.pop("description", None)
+        text = json.dumps({"spec": spec, "base_dir": self.base_dir}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def source_path(self, dataset: str) -> Path:
         """The dataset's source, absolute (relative sources are relative to the policy file)."""

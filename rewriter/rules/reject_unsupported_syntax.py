@@ -11,6 +11,7 @@ from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed
 from rewriter.context import RewriteContext
+from rewriter.rules.resolve_clock import NOW_FUNCTIONS
 
 EXAMPLE = "SELECT department, COUNT(*), AVG(salary) FROM employees GROUP BY department"
 
@@ -25,6 +26,8 @@ ALLOWED_NODES: frozenset[type[exp.Expression]] = frozenset({
     exp.In, exp.Between, exp.Is, exp.Like, exp.ILike,
     exp.Cast, exp.DataType, exp.Neg, exp.Add, exp.Sub, exp.Mul, exp.Div,
     exp.TimestampTrunc, exp.DateTrunc, exp.Var, exp.WidthBucket, exp.Case, exp.If,
+    exp.Floor, exp.Extract,  # time buckets as dashboards write them (rewriter.group_keys)
+    exp.CurrentTimestamp, exp.CurrentDate, exp.Localtimestamp, exp.Interval, exp.UnixToTime,
 })  # fmt: skip
 
 ALLOWED_SELECT_ARGS = frozenset(
@@ -91,6 +94,8 @@ def _check_node(node: exp.Expression) -> None:
         raise FeatureNotAllowed("subqueries are not supported", hint=f"Ask one flat query, e.g. {EXAMPLE}")
     if isinstance(node, exp.Distinct) and isinstance(node.parent, exp.Count):
         return  # checked with its COUNT below
+    if isinstance(node, exp.Anonymous) and node.name.lower() in NOW_FUNCTIONS and not node.expressions:
+        return  # transaction_timestamp() and its kin: resolved by resolve_clock
     if type(node) not in ALLOWED_NODES:
         reason = _NAMED_REFUSALS.get(type(node))
         if reason is None and isinstance(node, exp.Func):

@@ -35,7 +35,32 @@ def restrict_filters(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
     if where is not None:
         columns = ctx.dataset(dataset_name(tree)).columns
         _condition(where.this, {name: spec.type for name, spec in columns.items()})
+        _column_first(where)
+        _sorted_conjuncts(where)
     return tree
+
+
+FLIPPED: dict[type[exp.Expression], type[exp.Expression]] = {
+    exp.EQ: exp.EQ, exp.NEQ: exp.NEQ, exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT, exp.LTE: exp.GTE,
+}  # fmt: skip
+
+
+def _sorted_conjuncts(where: exp.Where) -> None:
+    """`a AND b` and `b AND a` are one question: top-level conditions in one order (the filter
+    grammar cannot fail, so their order never changes what runs)."""
+    condition = where.this
+    inner = condition.this if isinstance(condition, exp.Paren) else condition
+    if isinstance(inner, exp.And):
+        parts = sorted(inner.flatten(), key=lambda part: part.sql("postgres"))
+        where.set("this", exp.and_(*(p.copy() for p in parts)))
+
+
+def _column_first(where: exp.Expression) -> None:
+    """`30 < age` becomes `age > 30`: one question, however the comparison is written."""
+    for node in list(where.find_all(*COMPARISONS)):
+        if not isinstance(node.this, exp.Column) and isinstance(node.expression, exp.Column):
+            flipped = FLIPPED[type(node)](this=node.expression.copy(), expression=node.this.copy())
+            node.replace(flipped)
 
 
 # The arguments each accepted node may carry; any other (ESCAPE, SYMMETRIC, a subquery, ...) is refused.
