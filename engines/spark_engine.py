@@ -242,6 +242,14 @@ def _for_spark(tree: exp.Expression, dataset: str, table: exp.Table) -> exp.Expr
     tree = onto(tree, dataset, table, exp.column(SECRET_VARIABLE, table="session", db="system"))
     for node in list(tree.find_all(exp.Parameter)):
         node.replace(exp.Placeholder(this=f"p{int(node.this.this)}"))
+    for extract in list(tree.find_all(exp.Extract)):  # Spark's names for two date parts
+        part = extract.this.name.upper()
+        if part == "ISODOW":
+            extract.set("this", exp.var("DOW_ISO"))
+        elif part == "EPOCH":  # exact: whole microseconds over a decimal
+            moment = exp.cast(extract.expression.copy(), exp.DataType.build("TIMESTAMPLTZ"))
+            micros = exp.Anonymous(this="unix_micros", expressions=[moment])
+            extract.replace(exp.Div(this=micros, expression=exp.Literal.number("1000000.0")))
     for total in list(tree.find_all(exp.Sum)):  # the plan's sums are of fixed-point integers
         total.set("this", exp.cast(total.this, exp.DataType.build("DECIMAL(38, 0)")))
     return tree

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-UNITS = ("year", "quarter", "month", "week", "day")
+UNITS = ("year", "quarter", "month", "week", "day", "hour", "minute")
 
 
 def truncate(moment: dt.datetime, unit: str) -> dt.datetime:
     """PostgreSQL's date_trunc for these units (weeks start on Monday)."""
+    if unit == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    if unit == "minute":
+        return moment.replace(second=0, microsecond=0)
     day = dt.datetime(moment.year, moment.month, moment.day)
     if unit == "day":
         return day
@@ -33,6 +37,10 @@ def truncate(moment: dt.datetime, unit: str) -> dt.datetime:
 
 
 def _next(start: dt.datetime, unit: str) -> dt.datetime:
+    if unit == "hour":
+        return start + dt.timedelta(hours=1)
+    if unit == "minute":
+        return start + dt.timedelta(minutes=1)
     if unit == "day":
         return start + dt.timedelta(days=1)
     if unit == "week":

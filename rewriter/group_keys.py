@@ -15,6 +15,14 @@ from rewriter.policy import Dataset
 TRUNC_NODES = (exp.TimestampTrunc, exp.DateTrunc)
 
 
+PART_VALUES: dict[str, tuple[int, ...]] = {  # EXTRACT(part FROM column): the values each part can take
+    "quarter": tuple(range(1, 5)), "month": tuple(range(1, 13)), "day": tuple(range(1, 32)),
+    "dow": tuple(range(0, 7)), "isodow": tuple(range(1, 8)), "hour": tuple(range(0, 24)),
+    "minute": tuple(range(0, 60)), "week": tuple(range(1, 54)), "doy": tuple(range(1, 367)),
+}  # fmt: skip
+MAX_BUCKET_SECONDS = 366 * 86400
+
+
 @dataclass(frozen=True)
 class KeySpec:
     expression: exp.Expression  # as it stands in the checked tree
@@ -22,10 +30,18 @@ class KeySpec:
     unit: str | None  # a date_trunc unit, or None for a column with group_by_values
     bins: tuple[float, float, int] | None = None  # width_bucket(column, low, high, count)
     labels: tuple[str | float, ...] | None = None  # CASE WHEN ... THEN 'label' ... END: the labels
+    seconds: int | None = None  # floor(extract(epoch from column) / n) * n: epoch-second buckets
+    part: str | None = None  # EXTRACT(part FROM column): year, quarter, month, dow, hour, ...
+    as_date: bool = False  # CAST(date_trunc(unit, column) AS date)
 
     @property
     def key(self) -> str:
         return key_of(self.expression)
+
+    @property
+    def is_time(self) -> bool:
+        """Derived from a time column: the column's declared range bounds the rows and the domain."""
+        return self.unit is not None or self.seconds is not None or self.part is not None
 
     def domain(
         self, dataset: Dataset, limit: int, where: exp.Expression | None = None
@@ -36,16 +52,51 @@ class KeySpec:
         spec = dataset.columns[self.column]
         if self.bins is not None:  # PostgreSQL's width_bucket: 0 below, count + 1 at or above high
             return tuple(range(0, self.bins[2] + 2))
-        if self.unit is None:
+        if not self.is_time:
             values = tuple(spec.group_by_values or ())
             stated = literal_values(where, self.column) if where is not None else None
             return values if stated is None else tuple(v for v in values if str(v) in stated)
+        if self.part is not None and self.part != "year":
+            return PART_VALUES[self.part]
+        low, high = self.time_range(dataset, where)
+        if low > high:
+            return ()
+        if self.part == "year":
+            return tuple(range(low.year, high.year + 1))[:limit]
+        if self.seconds is not None:
+            return epoch_bucket_starts(self.seconds, low, high, limit)
+        assert self.unit is not None
+        starts = bucket_starts(self.unit, low, high, limit)
+        return tuple(s.date() for s in starts) if self.as_date else tuple(starts)
+
+    def time_range(self, dataset: Dataset, where: exp.Expression | None) -> tuple[dt.datetime, dt.datetime]:
+        """The moments the key's rows can have: the declared range (a `latest` date includes its
+        whole day), narrowed to the bounds the query's own literals state."""
+        spec = dataset.columns[self.column]
         assert spec.earliest is not None and spec.latest is not None
         low, high = _as_datetime(spec.earliest), _as_datetime(spec.latest)
+        if not isinstance(spec.latest, dt.datetime):
+            high += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
         stated_low, stated_high = literal_range(where, self.column) if where is not None else (None, None)
         low = max(low, stated_low) if stated_low else low
         high = min(high, stated_high) if stated_high else high
-        return tuple(bucket_starts(self.unit, low, high, limit)) if low <= high else ()
+        return low, high
+
+
+EPOCH = dt.datetime(1970, 1, 1)
+
+
+def epoch_bucket_starts(seconds: int, low: dt.datetime, high: dt.datetime, limit: int) -> tuple[float, ...]:
+    """Starts (epoch seconds, as floats: what floor(extract(epoch ...)/n)*n gives) of the n-second
+    buckets that intersect [low, high].
+
+    >>> epoch_bucket_starts(3600, dt.datetime(2024, 1, 1, 0, 30), dt.datetime(2024, 1, 1, 2, 0), 10)
+    (1704067200.0, 1704070800.0, 1704074400.0)
+    """
+    first = math.floor((low - EPOCH).total_seconds() / seconds) * seconds
+    last = (high - EPOCH).total_seconds()
+    count = min(limit, max(0, math.floor((last - first) / seconds) + 1))
+    return tuple(float(first + i * seconds) for i in range(count))
 
 
 def key_of(expression: exp.Expression) -> str:
@@ -80,19 +131,86 @@ def _key(item: exp.Expression, dataset: Dataset, name: str) -> KeySpec:
                 f"date_trunc unit '{unit}' is not supported", hint=f"Use one of: {', '.join(UNITS)}."
             )
         return KeySpec(item, item.this.name, unit)
+    if (
+        isinstance(item, exp.Cast)
+        and item.to.this == exp.DataType.Type.DATE
+        and isinstance(item.this, TRUNC_NODES)
+    ):
+        inner = _key(item.this, dataset, name)
+        return KeySpec(item, inner.column, inner.unit, as_date=True)
+    epoch = _epoch_bucket(item)
+    if epoch is not None:
+        column, seconds = epoch
+        _time_column(column, dataset, name)
+        return KeySpec(item, column.name, None, seconds=seconds)
+    if isinstance(item, exp.Extract) and isinstance(item.expression, exp.Column) and item.expression.table:
+        part = item.this.name.lower() if isinstance(item.this, exp.Var) else ""
+        if part not in PART_VALUES and part != "year":
+            raise FeatureNotAllowed(
+                f"EXTRACT({part or '?'} FROM ...) is not supported in GROUP BY",
+                hint=f"Extract one of: year, {', '.join(PART_VALUES)}.",
+            )
+        _time_column(item.expression, dataset, name)
+        return KeySpec(item, item.expression.name, None, part=part)
     if isinstance(item, exp.WidthBucket) and isinstance(item.this, exp.Column) and item.this.table:
         return KeySpec(item, item.this.name, None, _bins(item, dataset, name))
     if isinstance(item, exp.Case) and item.this is None:
         return KeySpec(item, "", None, None, _labels(item, dataset))
     raise FeatureNotAllowed(
-        "GROUP BY accepts public columns, date_trunc(unit, column) and width_bucket(column, low, high, n)",
+        "GROUP BY accepts public columns, time buckets (date_trunc(unit, column), "
+        "floor(extract(epoch from column) / n) * n, EXTRACT(part FROM column)) and "
+        "width_bucket(column, low, high, n)",
         hint="For example: GROUP BY department, or GROUP BY date_trunc('month', hire_date)",
     )
+
+
+def _time_column(column: exp.Column, dataset: Dataset, name: str) -> None:
+    if not dataset.columns[column.name].bucketable:
+        raise AccessDenied(
+            f'column "{column.name}" of dataset "{name}" has no declared time range for buckets',
+            hint=_groupable_hint(dataset),
+        )
+
+
+def _epoch_bucket(item: exp.Expression) -> tuple[exp.Column, int] | None:
+    """Grafana's $__timeGroup: floor(extract(epoch from column) / n) * n, with the same whole n."""
+    if not isinstance(item, exp.Mul):
+        return None
+    floor, width = item.this, item.expression
+    if isinstance(width, exp.Floor):
+        floor, width = width, floor
+    if not (isinstance(floor, exp.Floor) and isinstance(floor.this, exp.Div)):
+        return None
+    extract, divisor = floor.this.this, floor.this.expression
+    if not (
+        isinstance(extract, exp.Extract)
+        and isinstance(extract.this, exp.Var)
+        and extract.this.name.lower() == "epoch"
+        and isinstance(extract.expression, exp.Column)
+        and extract.expression.table
+    ):
+        return None
+    seconds = [_whole_number(node) for node in (divisor, width)]
+    if seconds[0] is None or seconds[0] != seconds[1] or not 1 <= seconds[0] <= MAX_BUCKET_SECONDS:
+        raise FeatureNotAllowed(
+            "a time bucket floor(extract(epoch from column) / n) * n needs the same whole n of seconds "
+            f"on both sides, from 1 to {MAX_BUCKET_SECONDS}",
+            hint="For hourly buckets: floor(extract(epoch from ts) / 3600) * 3600",
+        )
+    return extract.expression, int(seconds[0])
+
+
+def _whole_number(node: exp.Expression) -> float | None:
+    if isinstance(node, exp.Literal) and not node.is_string:
+        value = float(node.this)
+        return value if value.is_integer() else None
+    return None
 
 
 def _groupable_hint(dataset: Dataset) -> str:
     plain = [c for c, spec in dataset.columns.items() if spec.group_by_values is not None]
     buckets = [f"date_trunc(unit, {c})" for c, spec in dataset.columns.items() if spec.bucketable]
+    buckets += [f"floor(extract(epoch from {c}) / n) * n" for c, s in dataset.columns.items() if s.bucketable]
     return f"You can group by: {', '.join(plain + buckets) or 'nothing in this dataset'}."
 
 

@@ -68,6 +68,23 @@ QUERIES: list[tuple[str, Sequence[Any]]] = [
     ("SELECT width_bucket(minutes, 0, 60, 6) AS b, COUNT(*) FROM visits GROUP BY 1", ()),
     ("SELECT MEDIAN(minutes) FROM visits WHERE channel <> 'store'", ()),
     ("SELECT COUNT(*) FROM visits WHERE channel = $1", ("app",)),
+    # time buckets as dashboards write them
+    (
+        'SELECT floor(extract(epoch from visit_date)/86400)*86400 AS "time", COUNT(*) FROM visits '
+        "WHERE visit_date BETWEEN '2024-03-01T00:00:00Z' AND '2024-03-20T00:00:00Z' GROUP BY 1",
+        (),
+    ),
+    ("SELECT EXTRACT(dow FROM hire_date) AS d, COUNT(*), AVG(salary) FROM employees GROUP BY 1", ()),
+    (
+        "SELECT EXTRACT(quarter FROM visit_date), EXTRACT(year FROM visit_date), COUNT(*) FROM visits "
+        "GROUP BY 1, 2",
+        (),
+    ),
+    (
+        "SELECT CAST(date_trunc('week', hire_date) AS date) AS w, COUNT(*) FROM employees "
+        "WHERE hire_date >= '2020-01-01' AND hire_date < '2020-06-01' GROUP BY 1",
+        (),
+    ),
 ]
 TABLES = {"employees": "hr.staff", "visits": "web.visits"}
 COLUMNS = {

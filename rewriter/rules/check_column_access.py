@@ -50,7 +50,7 @@ def check_column_access(tree: exp.Select, ctx: RewriteContext) -> exp.Select:
     if order is not None:
         outputs = {item.alias for item in tree.expressions}
         for ordered in order.expressions:
-            plain = {k.column for k in keys if k.unit is None and k.bins is None and k.labels is None}
+            plain = {k.column for k in keys if not k.is_time and k.bins is None and k.labels is None}
             _check_order_item(ordered, outputs, plain)
     return tree
 

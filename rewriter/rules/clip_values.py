@@ -97,7 +97,7 @@ def clip_values(tree: exp.Select, ctx: RewriteContext) -> ClippedQuery:
     for key, engine_key in zip(keys, engine_keys, strict=True):
         if key.labels is not None:
             conditions.append(exp.Not(this=exp.Is(this=engine_key.copy(), expression=exp.Null())))
-        elif key.bins is None and key.unit is None:
+        elif key.bins is None and not key.is_time:
             domains.append(_in_domain(key, dataset.columns[key.column]))
         else:  # buckets of a range: rows outside the range must not reach an edge bucket
             conditions.append(_in_domain(key, dataset.columns[key.column]))
@@ -123,10 +123,12 @@ def _key_kind(key: KeySpec, dataset: Dataset) -> str:
     """The policy type of a group key's engine value (what `row_hash` renders it as)."""
     if key.labels is not None:
         return "text" if isinstance(key.labels[0], str) else "double"
-    if key.bins is not None:
+    if key.bins is not None or key.part is not None:
         return "bigint"
+    if key.seconds is not None:
+        return "double"
     if key.unit is not None:
-        return "timestamp"
+        return "date" if key.as_date else "timestamp"
     return dataset.columns[key.column].type
 
 
@@ -148,10 +150,21 @@ def _engine_key(key: KeySpec, parameter_types: tuple[PgType, ...], dataset: Data
         return exp.Case(ifs=ifs, default=label(default) if default is not None else None)
     if key.bins is not None:  # width_bucket, which DuckDB lacks, as PostgreSQL defines it
         return _width_bucket(_col(key.column).sql("duckdb"), *key.bins)
+    if key.seconds is not None:  # epoch-second buckets, as doubles (what PostgreSQL's floor gives)
+        epoch = exp.Extract(this=exp.var("EPOCH"), expression=exp.cast(_col(key.column), "TIMESTAMP"))
+        width = exp.Literal.number(key.seconds)
+        bucket = exp.Mul(this=exp.Floor(this=exp.Div(this=epoch, expression=width)), expression=width.copy())
+        return exp.cast(bucket, "DOUBLE")
+    if key.part is not None:  # dow as isodow % 7: the one spelling every engine agrees on
+        part = "ISODOW" if key.part == "dow" else key.part.upper()
+        value: exp.Expression = exp.Extract(this=exp.var(part), expression=_col(key.column))
+        if key.part == "dow":
+            value = exp.Mod(this=value, expression=exp.Literal.number(7))
+        return exp.cast(value, "BIGINT")
     if key.unit is None:
         return _col(key.column)
     truncated = exp.Anonymous(this="date_trunc", expressions=[exp.Literal.string(key.unit), _col(key.column)])
-    return exp.cast(truncated, "TIMESTAMP")
+    return exp.cast(truncated, "DATE" if key.as_date else "TIMESTAMP")
 
 
 def _width_bucket(column: str, low: float, high: float, count: int) -> exp.Expression:
@@ -304,7 +317,7 @@ def _in_domain(key: KeySpec, column: Column) -> exp.Expression:
     """Rows outside the key's public domain never reach a group."""
     if key.bins is not None:  # every value has a bucket; only NULLs have none
         return exp.Not(this=exp.Is(this=_col(key.column), expression=exp.Null()))
-    if key.unit is not None:
+    if key.is_time:
         assert column.earliest is not None and column.latest is not None
         after_last = column.latest + dt.timedelta(days=1)
         return exp.and_(

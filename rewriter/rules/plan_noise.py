@@ -168,8 +168,12 @@ def plan_for_width(query: ClippedQuery, ctx: RewriteContext, width: float) -> Pl
 
 
 def _key_type(key: KeySpec, dataset: Dataset, domain: tuple) -> PgType:  # type: ignore[type-arg]
+    if key.part is not None:
+        return "numeric"  # PostgreSQL's EXTRACT
+    if key.seconds is not None:
+        return "float8"  # floor(...) * n
     if key.unit is not None:
-        return "timestamp"
+        return "date" if key.as_date else "timestamp"
     if key.bins is not None:
         return "int4"
     if key.labels is not None:
