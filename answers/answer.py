@@ -83,7 +83,7 @@ def answer_key(plan: Plan, params: Sequence[Any], policy_version: str, data_vers
             (m.engine_column, repr(m.sensitivity), repr(m.epsilon), m.discrete, m.kind, repr(m.scale))
             for m in measures
         ],
-        "groups": [[_canonical(v) for v in key.values] for key in plan.keys],
+        "groups": [[canonical(v) for v in key.values] for key in plan.keys],
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -107,7 +107,8 @@ def question_sql(plan: Plan, params: Sequence[Any]) -> str:
     tree = plan.engine_query.copy()
     for node in list(tree.find_all(exp.Parameter)):
         index = int(node.this.this) - 1
-        node.replace(_literal(params[index]) if 0 <= index < len(params) else exp.Null())
+        if 0 <= index < len(params):  # a bucketed question's range ($a, $b) stays a parameter
+            node.replace(_literal(params[index]))
     for cast in list(tree.find_all(exp.TryCast)):  # a parameter's own cast inside the column's cast
         inner = cast.this
         if isinstance(inner, exp.TryCast) and inner.to == cast.to:
@@ -127,7 +128,7 @@ def _literal(value: Any) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
-def _canonical(value: Any) -> Any:
+def canonical(value: Any) -> Any:
     if isinstance(value, (dt.date, dt.datetime, Decimal)):
         return f"{type(value).__name__}:{value}"
     if isinstance(value, float):

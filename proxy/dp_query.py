@@ -20,9 +20,10 @@ from typing import Any
 from sqlglot import exp
 
 from answers.answer import FAILED, Answer, answer_key
+from answers.buckets import assemble, bucket_keys, bucket_values, split
 from answers.explain import explain
 from answers.release import draw_noise, present, released_sizes
-from engines.base import Engines
+from engines.base import Engine, Engines
 from engines.running import Limits
 from pgerrors import AccessDenied, FeatureNotAllowed, InternalError, PgError
 from privacy.budget import PureDP
@@ -117,39 +118,35 @@ class DpQueries:
         if plan.dataset in unique and plan.dataset not in engine.unique_units:
             # New data since its one-row-per-unit check: bound contribution until it is checked again.
             plan = await plan_off_loop(self.plan, statement, state, declared, engines.unique_units)
-        key = answer_key(plan, params, policy.answer_version(plan.dataset), version)
-        async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
-            stored = await asyncio.to_thread(self.ledger.find_answer, key)
-            if stored == FAILED:
-                raise _engine_failed()
-            if stored is not None:
-                return await self._answer_again(plan, state, statement, params, Answer.from_json(stored))
-            terms = Terms.of(dataset.budget, time.time())
-            cost = Cost(plan.cost, plan.events if dataset.budget.delta is not None else ())
-            # The charge and its "query answered" audit row commit in one transaction.
-            audited = {"delta": plan.delta} if self.audit is not None else None
-            balance, spent = await asyncio.to_thread(
-                self.ledger.charge, plan.dataset, state.user, cost, terms, plan.fingerprint, audited
+        if plan.keys and any(not key.values for key in plan.keys):  # decided by public domains only
+            notice = (
+                f'no group of this query is in the public domain of dataset "{plan.dataset}" (its declared '
+                "values and time range): nothing is released and nothing is spent"
             )
-            started = time.perf_counter()
-            try:
-                engine_columns, engine_rows = await engine.run(
-                    plan, params, state.running, self._limits(state)
+            return Result(plan_columns(plan), [], "SELECT 0", [notice])
+        notes = [_widened_notice(plan)] if plan.bucketing is not None and plan.bucketing.widened else []
+        if plan.bucketing is not None and bucket_values(plan):
+            answer, fresh = await self._release_buckets(plan, state, params, dataset, engine, version)
+            if fresh is None:
+                return await self._answer_again(plan, state, statement, params, answer, notes)
+            balance, spent, new, old = fresh
+            notes.append(f"{new} new time bucket(s) released, {old} re-served at no cost")
+        else:
+            key = answer_key(plan, params, policy.answer_version(plan.dataset), version)
+            async with self._question_locks.setdefault(key, asyncio.Lock()):  # one answer per question
+                stored = await asyncio.to_thread(self.ledger.find_answer, key)
+                if stored == FAILED:
+                    raise _engine_failed()
+                if stored is not None:
+                    return await self._answer_again(
+                        plan, state, statement, params, Answer.from_json(stored), notes
+                    )
+                released, balance, spent = await self._release(plan, state, params, dataset, engine, [key])
+                kept = await asyncio.to_thread(
+                    self.ledger.keep_answer, key, plan.dataset, state.user, released.to_json()
                 )
-            except InternalError:
-                # Accepted plans are total (tests/test_plans_never_fail.py); should one still fail,
-                # the charge stands, the failure is kept as this question's answer and the client
-                # sees the same words whatever the data.
-                await asyncio.to_thread(self.ledger.keep_answer, key, plan.dataset, state.user, FAILED)
-                await self._audit("query failed", state.user, plan.dataset, fingerprint=plan.fingerprint)
-                raise _engine_failed() from None
-            metrics.PHASE_SECONDS.labels("engine").observe(time.perf_counter() - started)
-            answer = draw_noise(plan, engine_columns, engine_rows)
-            kept = await asyncio.to_thread(
-                self.ledger.keep_answer, key, plan.dataset, state.user, answer.to_json()
-            )
+            answer = Answer.from_json(kept)  # another process may have stored its answer first
         started = time.perf_counter()
-        answer = Answer.from_json(kept)  # another process may have stored its answer first
         rows = present(plan, answer)
         metrics.PHASE_SECONDS.labels("noise").observe(time.perf_counter() - started)
         observation = await self._observe(
@@ -180,10 +177,78 @@ class DpQueries:
             f'ε spent {spent.epsilon:.2f} of {total.epsilon:.2f}{at_delta} on dataset "{plan.dataset}" '
             f"({balance.remaining.epsilon:.2f} left); {plan.confidence:.0%} intervals shown"
         )
-        return Result(plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
+        return Result(plan_columns(plan), rows, f"SELECT {len(rows)}", [notice, *notes])
+
+    async def _release(
+        self,
+        plan: Plan,
+        state: SessionState,
+        params: Sequence[Any],
+        dataset: Dataset,
+        engine: Engine,
+        keys: Sequence[str],
+        span: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> tuple[Answer, Balance, PureDP]:
+        """Charge the question, run its plan (a bucketed one over `span`) and draw its noise. Should
+        the engine fail, the failure is kept under `keys`: asking again gives the same error."""
+        terms = Terms.of(dataset.budget, time.time())
+        cost = Cost(plan.cost, plan.events if dataset.budget.delta is not None else ())
+        # The charge and its "query answered" audit row commit in one transaction.
+        audited = {"delta": plan.delta} if self.audit is not None else None
+        balance, spent = await asyncio.to_thread(
+            self.ledger.charge, plan.dataset, state.user, cost, terms, plan.fingerprint, audited
+        )
+        started = time.perf_counter()
+        bound = plan.engine_parameters(params, *(span or (None, None)))
+        try:
+            engine_columns, engine_rows = await engine.run(plan, bound, state.running, self._limits(state))
+        except InternalError:
+            # Accepted plans are total (tests/test_plans_never_fail.py); should one still fail,
+            # the charge stands, the failure is kept as this question's answer and the client
+            # sees the same words whatever the data.
+            for key in keys:
+                await asyncio.to_thread(self.ledger.keep_answer, key, plan.dataset, state.user, FAILED)
+            await self._audit("query failed", state.user, plan.dataset, fingerprint=plan.fingerprint)
+            raise _engine_failed() from None
+        metrics.PHASE_SECONDS.labels("engine").observe(time.perf_counter() - started)
+        return draw_noise(plan, engine_columns, engine_rows), balance, spent
+
+    async def _release_buckets(
+        self, plan: Plan, state: SessionState, params: Sequence[Any], dataset: Dataset, engine: Engine,
+        version: str,
+    ) -> tuple[Answer, tuple[Balance, PureDP, int, int] | None]:  # fmt: skip
+        """A bucketed question: stored buckets as they are, the others released afresh in one query
+        (charged once); None in place of the charge when every bucket was stored already."""
+        base, keys = bucket_keys(plan, params, self.policy.answer_version(plan.dataset), version)
+        async with self._question_locks.setdefault(base, asyncio.Lock()):  # one release per bucket
+            stored = await asyncio.to_thread(lambda: {v: self.ledger.find_answer(k) for v, k in keys.items()})
+            if FAILED in stored.values():
+                raise _engine_failed()
+            missing = [value for value, answer in stored.items() if answer is None]
+            fresh = None
+            if missing:
+                assert plan.bucketing is not None
+                span = plan.bucketing.span(missing)
+                released, balance, spent = await self._release(
+                    plan, state, params, dataset, engine, [keys[v] for v in missing], span
+                )
+                parts = split(plan, released)
+                for value in missing:
+                    stored[value] = await asyncio.to_thread(
+                        self.ledger.keep_answer, keys[value], plan.dataset, state.user, parts[value].to_json()
+                    )
+                fresh = (balance, spent, len(missing), len(keys) - len(missing))
+        answers = {value: Answer.from_json(text) for value, text in stored.items() if text is not None}
+        return assemble(plan, answers), fresh
 
     async def _answer_again(
-        self, plan: Plan, state: SessionState, statement: Statement, params: Sequence[Any], answer: Answer
+        self,
+        plan: Plan,
+        state: SessionState,
+        statement: Statement,
+        params: Sequence[Any],
+        answer: Answer,
+        notes: Sequence[str] = (),
     ) -> Result:
         dataset = self.policy.datasets[plan.dataset]
         balance = await self.balance(plan, state)
@@ -200,7 +265,7 @@ class DpQueries:
         await self._audit(
             "query answered again", state.user, plan.dataset, fingerprint=plan.fingerprint, epsilon=0
         )
-        return Result(plan_columns(plan), rows, f"SELECT {len(rows)}", [notice])
+        return Result(plan_columns(plan), rows, f"SELECT {len(rows)}", [notice, *notes])
 
     async def explain(
         self,
@@ -304,6 +369,15 @@ def limits_of(state: SessionState, max_statement_seconds: float) -> Limits:
     if session_ms > 0:
         seconds = min(seconds, session_ms / 1000)
     return Limits(timeout_seconds=seconds if seconds > 0 else None, disconnected=state.disconnected)
+
+
+def _widened_notice(plan: Plan) -> str:
+    assert plan.bucketing is not None
+    b = plan.bucketing
+    return (
+        f"the time range on {b.column} was widened to whole buckets: from {b.start:%Y-%m-%d %H:%M:%S} "
+        f"up to {b.end:%Y-%m-%d %H:%M:%S} (each bucket is released once, whole)"
+    )
 
 
 def _engine_failed() -> PgError:

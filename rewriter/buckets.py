@@ -36,7 +36,7 @@ def truncate(moment: dt.datetime, unit: str) -> dt.datetime:
     raise ValueError(f"unsupported unit {unit}")
 
 
-def _next(start: dt.datetime, unit: str) -> dt.datetime:
+def next_start(start: dt.datetime, unit: str) -> dt.datetime:
     if unit == "hour":
         return start + dt.timedelta(hours=1)
     if unit == "minute":
@@ -58,5 +58,5 @@ def bucket_starts(unit: str, lower: dt.date, upper: dt.date, limit: int = 100_00
     current = truncate(low, unit)
     while current <= high and len(out) < limit:
         out.append(current)
-        current = _next(current, unit)
+        current = next_start(current, unit)
     return out

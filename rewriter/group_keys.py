@@ -44,9 +44,14 @@ class KeySpec:
         return self.unit is not None or self.seconds is not None or self.part is not None
 
     def domain(
-        self, dataset: Dataset, limit: int, where: exp.Expression | None = None
+        self,
+        dataset: Dataset,
+        limit: int,
+        where: exp.Expression | None = None,
+        stated: tuple[dt.datetime, dt.datetime] | None = None,
     ) -> tuple[str | int | bool | dt.datetime, ...]:
-        """The public groups; time buckets are narrowed to literal bounds the query itself states."""
+        """The public groups; time buckets are narrowed to literal bounds the query itself states, or
+        to `stated` (a bucketed question's whole buckets, [start, end))."""
         if self.labels is not None:
             return self.labels
         spec = dataset.columns[self.column]
@@ -58,7 +63,10 @@ class KeySpec:
             return values if stated is None else tuple(v for v in values if str(v) in stated)
         if self.part is not None and self.part != "year":
             return PART_VALUES[self.part]
-        low, high = self.time_range(dataset, where)
+        if stated is not None:
+            low, high = stated[0], stated[1] - dt.timedelta(microseconds=1)
+        else:
+            low, high = self.time_range(dataset, where)
         if low > high:
             return ()
         if self.part == "year":

@@ -1,7 +1,7 @@
 """The whole privacy path of an aggregate query, in order. Read RULES to learn it.
 
 Each rule takes what the rule before it made and the context, and raises a `PgError` to refuse. The
-first seven check and normalise the client's sqlglot tree; `clip_values` turns it into clipped measures
+first eight check and normalise the client's sqlglot tree; `clip_values` turns it into clipped measures
 per public group, `bound_contribution` gives the engine query its shape (how much one person can
 contribute), and `plan_noise` decides ε, sensitivities, mechanism and output schema: the Plan.
 """
@@ -17,6 +17,7 @@ from pgerrors import FeatureNotAllowed
 from rewriter.context import RewriteContext
 from rewriter.plan import Plan
 from rewriter.rules.bound_contribution import bound_contribution
+from rewriter.rules.bucket_time_range import bucket_time_range
 from rewriter.rules.check_column_access import check_column_access
 from rewriter.rules.clip_values import clip_values
 from rewriter.rules.name_output_columns import name_output_columns
@@ -35,6 +36,7 @@ RULES: tuple[Callable[[Any, RewriteContext], Any], ...] = (
     qualify_against_policy,  # every column resolved against the policy schema
     check_column_access,  # each column used only where the policy allows
     restrict_filters,  # WHERE as a typed grammar that cannot fail on data
+    bucket_time_range,  # a time-bucketed question: its range taken out, as whole buckets ($a, $b)
     clip_values,  # tree -> ClippedQuery: clipped fixed-point measures per public group
     bound_contribution,  # how many rows and groups one person keeps (the sensitivities' premise)
     plan_noise,  # ClippedQuery -> Plan: ε, its split, sensitivities, mechanism, output schema

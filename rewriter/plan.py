@@ -6,6 +6,7 @@ A plan is computed without touching data, so the output schema it carries is wha
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
@@ -19,6 +20,7 @@ class GroupKey:
     column: str
     pg_type: PgType
     values: tuple[str | int | bool | dt.datetime, ...]  # the public domain: every value is released
+    key: str = ""  # the group expression's comparable form (rewriter.group_keys.key_of)
 
 
 @dataclass(frozen=True)
@@ -96,3 +98,23 @@ class Plan:
     delta: float = 0.0  # the query's δ (0 for pure ε)
     events: tuple[Any, ...] = ()  # privacy.accounting.NoiseEvent per measure, for (ε, δ) datasets
     question: Any = None  # rewriter.question.Question: what is asked, for the attack detectors
+    # rewriter.rules.bucket_time_range.Bucketing: a time-bucketed question, released bucket by bucket
+    bucketing: Any = None
+
+    def engine_parameters(
+        self, params: Sequence[Any], start: dt.datetime | None = None, end: dt.datetime | None = None
+    ) -> list[Any]:
+        """What the engine binds: the client's parameters, then a bucketed question's range (its
+        whole buckets, or [start, end) of them)."""
+        if self.bucketing is None:
+            return list(params)
+        low = self.bucketing.start if start is None else start
+        high = self.bucketing.end if end is None else end
+        return [*params, *self.bucketing.bound(low, high)]
+
+    @property
+    def bucket_key(self) -> int | None:
+        """Which of `keys` is the time bucket of a bucketed question."""
+        if self.bucketing is None:
+            return None
+        return next(i for i, key in enumerate(self.keys) if key.key == self.bucketing.key)

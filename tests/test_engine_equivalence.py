@@ -169,7 +169,7 @@ def test_every_engine_gives_the_same_exact_aggregates(
     results = {}
     for kind, engine in opened.items():
         columns, rows = asyncio.run(
-            engine.run(plan, list(params), RunningQuery(), Limits(timeout_seconds=60))
+            engine.run(plan, plan.engine_parameters(params), RunningQuery(), Limits(timeout_seconds=60))
         )
         results[kind] = columns, sorted(rows, key=key)
     d_cols, d_rows = results["duckdb"]

@@ -181,7 +181,7 @@ def test_accepted_plans_never_fail_in_the_engine(
         ACCEPTED.append(False)
         return  # refused before the engine: fine
     ACCEPTED.append(True)
-    asyncio.run(engine.run(plan, [], RunningQuery(), Limits(timeout_seconds=30)))  # never raises
+    asyncio.run(engine.run(plan, plan.engine_parameters([]), RunningQuery(), Limits(timeout_seconds=30)))
 
 
 def test_most_generated_plans_were_accepted() -> None:

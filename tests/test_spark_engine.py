@@ -70,7 +70,8 @@ def _plan(policy: Policy, sql: str, unique: frozenset[str] = frozenset()):
 
 
 def _run(engine: SparkEngine, plan, limits: Limits | None = None):
-    return asyncio.run(engine.run(plan, [], RunningQuery(), limits or Limits(timeout_seconds=120)))
+    bound = plan.engine_parameters([])
+    return asyncio.run(engine.run(plan, bound, RunningQuery(), limits or Limits(timeout_seconds=120)))
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,13 @@ def _plan_at_epsilon(query: ClippedQuery, ctx: RewriteContext) -> Plan:
 
     where = query.tree.args.get("where")
     condition = where.this if where is not None else None
-    domains = [key.domain(dataset, dataset.max_groups + 1, condition) for key, _ in query.keys]
+    bucketing = query.tree.meta.get("bucketing")  # rewriter.rules.bucket_time_range
+    stated = (bucketing.start, bucketing.end) if bucketing is not None else None
+    domains = [
+        key.domain(dataset, dataset.max_groups + 1, condition,
+                   stated if bucketing is not None and key.key == bucketing.key else None)
+        for key, _ in query.keys
+    ]  # fmt: skip
     domain_size = 1
     for domain in domains:
         domain_size *= len(domain)
@@ -81,6 +87,7 @@ def _plan_at_epsilon(query: ClippedQuery, ctx: RewriteContext) -> Plan:
             key.column,
             _key_type(key, dataset, domain),
             domain,
+            key.key,
         )
         for (key, position), domain in zip(query.keys, domains, strict=True)
     )
@@ -102,7 +109,11 @@ def _plan_at_epsilon(query: ClippedQuery, ctx: RewriteContext) -> Plan:
         dataset=query.dataset,
         engine_sql=engine_sql,
         engine_query=query.engine,
-        parameter_types=query.parameter_types,
+        # the client's parameters only: a bucketed question's range ($a, $b) is bound by the proxy
+        parameter_types=query.parameter_types[: bucketing.parameters[0] - 1]
+        if bucketing
+        else query.parameter_types,
+        bucketing=bucketing,
         keys=keys,
         aggregates=aggregates,
         threshold=threshold,

@@ -1,0 +1,158 @@
+"""Dashboards that refresh for free: time-bucketed questions are released bucket by bucket.
+
+A Grafana time-series panel re-sends its query with a window that moves with the clock. Each hourly
+bucket is released once and stored; a refresh is answered from stored buckets plus one fresh
+release of the buckets never released before. Real proxy, real psycopg, Grafana's macro expansions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+import yaml
+
+from tests.proxy_process import DEMO_POLICY, ProxyProcess, start_proxy
+
+DAY = dt.datetime(2025, 6, 2)
+EPSILON = 0.5
+PANEL = (
+    'SELECT floor(extract(epoch from ts)/3600)*3600 AS "time", COUNT(*) AS events, AVG(amount) AS amount '
+    "FROM events WHERE ts BETWEEN '{low}' AND '{high}' GROUP BY 1 ORDER BY 1"
+)
+
+
+def write_events(path: Path, seed: int = 3) -> None:
+    """Two days of events, one per person, at random moments (DuckDB's seeded random: demo data)."""
+    with duckdb.connect() as con:
+        con.execute(f"SELECT setseed({seed / 10})")
+        con.execute(
+            f"COPY (SELECT i AS user_id, TIMESTAMP '{DAY - dt.timedelta(days=1)}' + "
+            "to_microseconds(CAST(random() * 172800e6 AS BIGINT)) AS ts, round(random() * 100, 2) AS amount, "
+            "CASE WHEN random() < 0.6 THEN 'web' ELSE 'app' END AS channel "
+            f"FROM range(40000) t(i)) TO '{path}' (FORMAT parquet)"
+        )
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> ProxyProcess:
+    data = tmp_path / "events.parquet"
+    write_events(data)
+    policy = {
+        "users": yaml.safe_load(DEMO_POLICY.read_text())["users"],
+        "datasets": {
+            "events": {
+                "source": str(data),
+                "privacy_unit": "user_id",
+                "one_row_per_unit": True,
+                "budget": {"epsilon": 100.0},
+                "query": {"default_epsilon": EPSILON},
+                "suppression": {"min_group_size": 20},
+                "max_groups": 200,
+                "columns": {
+                    "user_id": {"type": "bigint"},
+                    "ts": {
+                        "type": "timestamp",
+                        "earliest": str((DAY - dt.timedelta(days=1)).date()),
+                        "latest": str((DAY + dt.timedelta(days=1)).date()),
+                    },
+                    "amount": {"type": "double", "lower": 0, "upper": 100},
+                    "channel": {"type": "text", "group_by_values": ["web", "app"]},
+                },
+            }
+        },
+    }
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    # A simulated day of refreshes runs in seconds: far above the per-user rate limit, which is not
+    # what this file tests.
+    proxy = start_proxy(path, tmp_path, args=["--max-queries-per-minute", "0"])
+    yield proxy
+    proxy.stop()
+
+
+def debits(proxy: ProxyProcess) -> list[int]:
+    with sqlite3.connect(proxy.ledger) as db:
+        return [r[0] for r in db.execute("SELECT cost_micro FROM debits")]
+
+
+def epoch(moment: dt.datetime) -> int:
+    return int((moment - dt.datetime(1970, 1, 1)).total_seconds())
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_day_of_one_minute_refreshes_costs_one_release_per_new_bucket(dashboard: ProxyProcess) -> None:
+    """A 6-hour window slid across a day at one-minute steps: 1,440 refreshes, at most 25 releases
+    (the first window's 7 buckets at once, then one per hour), every bucket identical throughout."""
+    steps = int(os.environ.get("PRIVACYLENS_DASHBOARD_STEPS", "1440"))
+    seen: dict[float, tuple] = {}
+    with psycopg.connect(dashboard.dsn(), autocommit=True) as conn:
+        for minute in range(steps):
+            now = DAY + dt.timedelta(minutes=minute)
+            rows = conn.execute(PANEL.format(low=iso(now - dt.timedelta(hours=6)), high=iso(now))).fetchall()
+            assert 6 <= len(rows) <= 7
+            for row in rows:
+                assert seen.setdefault(row[0], row[1:]) == row[1:], f"bucket {row[0]} changed"
+    charged = debits(dashboard)
+    new_hours = (steps - 1) // 60  # a new bucket enters the window every hour
+    assert len(charged) == 1 + new_hours <= 25
+    assert sum(charged) == len(charged) * EPSILON * 1_000_000  # ε × fresh releases, not ε × 1,440
+    assert len(seen) == 7 + new_hours
+
+
+def test_grafana_macro_expansions_over_the_wire(dashboard: ProxyProcess) -> None:
+    low, high = DAY + dt.timedelta(hours=2), DAY + dt.timedelta(hours=8, minutes=30)
+    time_filter = f"ts BETWEEN '{iso(low)}' AND '{iso(high)}'"
+    queries = {
+        "$__timeGroupAlias": f'SELECT floor(extract(epoch from ts)/3600)*3600 AS "time", COUNT(*) '
+        f"FROM events WHERE {time_filter} GROUP BY 1 ORDER BY 1",
+        "$__timeGroup": f"SELECT floor(extract(epoch from ts)/3600)*3600, COUNT(*) FROM events "
+        f"WHERE {time_filter} GROUP BY 1 ORDER BY 1",
+        "date_trunc": f"SELECT date_trunc('hour', ts) AS \"time\", COUNT(*) FROM events "
+        f"WHERE ts >= '{low:%Y-%m-%d %H:%M:%S}' AND ts <= '{high:%Y-%m-%d %H:%M:%S}' GROUP BY 1 ORDER BY 1",
+        "to_timestamp": f'SELECT floor(extract(epoch from ts)/3600)*3600 AS "time", COUNT(*) FROM events '
+        f"WHERE ts >= to_timestamp({epoch(low)}) AND ts <= to_timestamp({epoch(high)}) GROUP BY 1 ORDER BY 1",
+    }
+    with psycopg.connect(dashboard.dsn(), autocommit=True) as conn:
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        results = {}
+        for name, sql in queries.items():
+            cursor = conn.execute(sql)
+            names = [c.name for c in cursor.description or []]
+            assert names[1:] == ["count", "count_ci_low", "count_ci_high", "suppressed"], name
+            results[name] = cursor.fetchall()
+            assert len(results[name]) == 7, name  # 02:00 .. 08:00, the 08:00 bucket whole
+        assert any("widened to whole buckets" in n for n in notices)
+        epochs = [r[0] for r in results["$__timeGroupAlias"]]
+        assert epochs == [
+            (DAY + dt.timedelta(hours=h) - dt.datetime(1970, 1, 1)).total_seconds() for h in range(2, 9)
+        ]
+        assert results["$__timeGroup"] == results["$__timeGroupAlias"] == results["to_timestamp"]
+        assert [r[0] for r in results["date_trunc"]] == [DAY + dt.timedelta(hours=h) for h in range(2, 9)]
+    assert len(debits(dashboard)) == 2  # epoch buckets once, date_trunc buckets once
+
+
+def test_relative_windows_and_a_data_change(dashboard: ProxyProcess, tmp_path: Path) -> None:
+    """now()-relative filters run (here they match no declared time, so every bucket is empty); a
+    data change makes stored buckets fresh again."""
+    with psycopg.connect(dashboard.dsn(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT date_trunc('hour', ts) AS \"time\", COUNT(*) FROM events "
+            "WHERE ts > now() - interval '6 hours' GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        assert rows == []  # the declared range ended before now: no bucket to release
+        sql = PANEL.format(low=iso(DAY), high=iso(DAY + dt.timedelta(hours=3)))
+        first = conn.execute(sql).fetchall()
+        assert conn.execute(sql).fetchall() == first and len(debits(dashboard)) == 1
+        write_events(tmp_path / "events.parquet", seed=4)  # the data changed
+        again = conn.execute(sql).fetchall()
+        assert len(debits(dashboard)) == 2 and len(again) == len(first)
