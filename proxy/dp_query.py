@@ -285,8 +285,12 @@ class DpQueries:
         balance = await self.balance(plan, state)
         engine = self.engines.of(plan.dataset)
         version = await asyncio.to_thread(engine.data_version, plan.dataset)
-        key = answer_key(plan, params, self.policy.answer_version(plan.dataset), version)
-        answered = await asyncio.to_thread(self.ledger.find_answer, key) is not None
+        policy_version = self.policy.answer_version(plan.dataset)
+        if plan.bucketing is not None and bucket_values(plan):  # answered when every bucket is stored
+            keys = list(bucket_keys(plan, params, policy_version, version)[1].values())
+        else:
+            keys = [answer_key(plan, params, policy_version, version)]
+        answered = await asyncio.to_thread(lambda: all(self.ledger.find_answer(k) is not None for k in keys))
         lines = explain(
             plan, dataset, balance.remaining.epsilon, balance.total.epsilon, answered, engine.render(plan)
         )
