@@ -36,11 +36,12 @@ def queries() -> Iterator[tuple[str, str, str]]:
     for path in DASHBOARDS:
         board = json.loads(path.read_text())
         for variable in board["templating"]["list"]:
-            yield path.name, variable["datasource"]["uid"], variable["query"]
+            if "datasource" in variable:  # custom variables list their values, they query nothing
+                yield path.name, variable["datasource"]["uid"], variable["query"]
         for panel in board["panels"]:
             for target in panel["targets"]:
                 uid = target["datasource"]["uid"]
-                yield path.name, uid, target["rawSql"] if uid == "privacylens" else target["expr"]
+                yield path.name, uid, target["expr"] if uid == "prometheus" else target["rawSql"]
     rules = yaml.safe_load((GRAFANA / "provisioning/alerting/privacylens.yaml").read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
@@ -51,8 +52,8 @@ def queries() -> Iterator[tuple[str, str, str]]:
 
 def test_dashboards_reference_provisioned_datasources() -> None:
     uids = datasource_uids()
-    assert uids == {"privacylens", "prometheus"}
-    assert len(DASHBOARDS) == 3
+    assert uids == {"privacylens", "privacylens-analyst", "prometheus"}
+    assert len(DASHBOARDS) == 4
     for path in DASHBOARDS:
         board = json.loads(path.read_text())
         assert board["uid"] and board["title"] and board["panels"]
@@ -74,12 +75,13 @@ def test_dashboards_reference_provisioned_datasources() -> None:
     assert f"/d/{replay_uid}/" in links  # the alerts table drills down into the replay
 
 
-def grafana_sql(sql: str, alert_id: int) -> str:
+def grafana_sql(
+    sql: str, alert_id: int = 0, window: tuple[dt.datetime, dt.datetime] | None = None, channel: str = "web"
+) -> str:
     """Expand the Grafana PostgreSQL macros and variables the way Grafana does before sending."""
     now = dt.datetime.now(dt.UTC)
-    start, end = (
-        t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in (now - dt.timedelta(days=1), now + dt.timedelta(minutes=1))
-    )
+    low, high = window or (now - dt.timedelta(days=1), now + dt.timedelta(minutes=1))
+    start, end = (t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in (low, high))
     sql = re.sub(r"\$__timeFilter\((\w+)\)", rf"\1 BETWEEN '{start}' AND '{end}'", sql)
 
     def group(match: re.Match[str]) -> str:
@@ -88,7 +90,7 @@ def grafana_sql(sql: str, alert_id: int) -> str:
         return f'floor(extract(epoch from {column})/{seconds})*{seconds} AS "time"'
 
     sql = re.sub(r"\$__timeGroupAlias\((\w+), '(\w+)'\)", group, sql)
-    sql = sql.replace("${dataset:regex}", ".*").replace("$alert", str(alert_id))
+    sql = sql.replace("${dataset:regex}", ".*").replace("$alert", str(alert_id)).replace("$channel", channel)
     assert "$_" not in sql and "${" not in sql, sql
     return sql
 
@@ -122,6 +124,45 @@ def test_every_sql_panel_runs_as_the_auditor(observed_proxy: tuple[ProxyProcess,
             assert rows, (source, sql)  # every panel has something to show after this workload
             ran += 1
     assert ran >= 9
+
+
+def test_the_analyst_dashboard_refreshes_for_free(proxy_factory: Callable[..., ProxyProcess]) -> None:
+    """Every panel of the analyst dashboard runs as the analyst over its own time range, with 95 %
+    intervals; refreshing the whole dashboard costs nothing, sliding its window by a week costs one
+    release per panel, for the days that enter."""
+    import sqlite3
+
+    board = json.loads((GRAFANA / "dashboards/privacylens-analyst.json").read_text())
+    start = dt.datetime.fromisoformat(board["time"]["from"].replace("Z", "+00:00"))
+    end = dt.datetime.fromisoformat(board["time"]["to"].replace("Z", "+00:00"))
+    proxy = proxy_factory(**{"visits:budget.epsilon": 100.0})
+    targets = [t["rawSql"] for panel in board["panels"] for t in panel["targets"]]
+    assert all(t["datasource"]["uid"] == "privacylens-analyst" for p in board["panels"] for t in p["targets"])
+
+    def debits() -> int:
+        with sqlite3.connect(proxy.ledger) as db:
+            return db.execute("SELECT COUNT(*) FROM debits").fetchone()[0]
+
+    def refresh(window: tuple[dt.datetime, dt.datetime], channel: str = "web") -> list[list[tuple]]:
+        with psycopg.connect(proxy.dsn("analyst"), autocommit=True) as conn:
+            out = []
+            for sql in targets:
+                cursor = conn.execute(grafana_sql(sql, window=window, channel=channel))
+                names = [c.name for c in cursor.description or []]
+                if "time" in names:
+                    assert names[0] == "time" and names[-1] == "suppressed" and names[2].endswith("_ci_low")
+                out.append(cursor.fetchall())
+            return out
+
+    first = refresh((start, end))
+    assert all(first), "every panel shows something"
+    spent = debits()
+    assert spent == 2  # two DP panels; the suppressed-days table re-serves the visits panel's days
+    assert refresh((start, end)) == first and debits() == spent  # a refresh is free
+    slid = refresh((start + dt.timedelta(days=7), end + dt.timedelta(days=7)))
+    assert debits() == spent + 2  # 7 new days in one release for the daily panel, a week for the weekly
+    days = {row[0]: row for row in first[0]}
+    assert all(days[row[0]] == row for row in slid[0] if row[0] in days)  # released days never change
 
 
 @pytest.fixture(scope="module")
