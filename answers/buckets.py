@@ -31,12 +31,13 @@ def bucket_values(plan: Plan) -> tuple[Any, ...]:
 
 
 def bucket_keys(
-    plan: Plan, params: Sequence[Any], policy_version: str, data_version: str
+    plan: Plan, params: Sequence[Any], policy_version: str, data_versions: Mapping[Any, str]
 ) -> tuple[str, dict[Any, str]]:
     """The question's own key, and the store key of each of the plan's buckets. The question is the
     engine SQL with the client's parameters as values and the range left as $a, $b (so it is the
     same for every range), with the other keys' domains and the measures' scales; `policy_version`
-    is `Policy.answer_version`."""
+    is `Policy.answer_version`; each bucket's key holds its own data version (`Engine.bucket_versions`),
+    so new rows in other buckets leave it valid."""
     index = plan.bucket_key
     assert index is not None
     measures = [plan.threshold, *(m for a in plan.aggregates for m in a.measures)]
@@ -44,7 +45,6 @@ def bucket_keys(
         {
             "dataset": plan.dataset,
             "policy": policy_version,
-            "data": data_version,
             "question": question_sql(plan, params),
             "measures": [
                 (m.engine_column, repr(m.sensitivity), repr(m.epsilon), m.discrete, m.kind, repr(m.scale))
@@ -56,7 +56,7 @@ def bucket_keys(
         sort_keys=True,
     )
     keys = {
-        value: hashlib.sha256(f"{base}|{canonical(value)}".encode()).hexdigest()
+        value: hashlib.sha256(f"{base}|{canonical(value)}|{data_versions[value]}".encode()).hexdigest()
         for value in plan.keys[index].values
     }
     return hashlib.sha256(base.encode()).hexdigest(), keys

@@ -8,6 +8,7 @@ engine text (it could quote data): they become InternalError, the detail goes to
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -31,6 +32,14 @@ class Engine(Protocol):
 
     def data_version(self, dataset: str) -> str:
         """Changes whenever the dataset's data may have changed: cached answers never outlive it."""
+        ...
+
+    def bucket_versions(
+        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]]
+    ) -> list[str]:
+        """For each time span [start, end): changes whenever the rows of `column` in it may have
+        changed (the stored releases of a time bucket never outlive it). Engines that cannot tell
+        return the dataset's data version for every span."""
         ...
 
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows: ...

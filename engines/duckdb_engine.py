@@ -10,11 +10,14 @@ thread (`engines.running`): a cancel, a statement timeout or a disconnect interr
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import logging
 import shutil
 import tempfile
 import weakref
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -76,6 +79,7 @@ class DuckDBEngine:
             con.execute(statement)
         self._con = con
         self._units = UniqueUnits(self._repeated_units, self._version)
+        self._ranges: dict[tuple[str, str], tuple[dt.datetime | None, ...]] = {}  # per file version
         declared = [n for n in names if policy.datasets[n].one_row_per_unit]
         for name in declared:
             self._units.watch(name, self._sources[name].size())
@@ -97,9 +101,47 @@ class DuckDBEngine:
     def render(self, plan: Plan) -> str:
         return plan.engine_sql
 
+    def bucket_versions(
+        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]]
+    ) -> list[str]:
+        """Per span, a fingerprint of the files that hold rows of `column` in it: each file's name,
+        size, time and inode with its range of `column` (read once per file version). A file added
+        with later rows, or one rewritten elsewhere, leaves other spans' versions as they were."""
+        source = self._sources[dataset]
+        files = []
+        for name in source.files():
+            stat = Path(name).stat()
+            key = f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}"
+            if (key, column) not in self._ranges:
+                self._ranges[(key, column)] = self._range(source, name, column)
+            files.append((key, self._ranges[(key, column)]))
+        versions = []
+        for start, end in spans:
+            digest = hashlib.blake2b(digest_size=16)
+            for key, (low, high) in files:
+                if low is not None and high is not None and low < end and high >= start:
+                    digest.update(key.encode() + b"\n")
+            versions.append(digest.hexdigest())
+        return versions
+
+    def _range(
+        self, source: FileSource, file: str, column: str
+    ) -> tuple[dt.datetime | None, dt.datetime | None]:
+        cursor = self._con.cursor()
+        try:
+            quoted = _quoted(column)
+            row = cursor.execute(
+                f"SELECT min({quoted}), max({quoted}) FROM {source.scan_sql(file)}"
+            ).fetchone()
+        finally:
+            cursor.close()
+        low, high = row if row else (None, None)
+        return _moment(low), _moment(high)
+
     def data_version(self, dataset: str) -> str:
         version = self._version(dataset)
-        self._units.seen(dataset, version)  # new data is checked again before plans trust it
+        # new data is checked again before plans trust it (small files at once)
+        self._units.seen(dataset, version, self._sources[dataset].size())
         return version
 
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows:
@@ -125,6 +167,12 @@ def _fetch(cursor: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Ro
     result = cursor.execute(sql, params)
     columns = [d[0] for d in result.description or []]
     return columns, result.fetchall()
+
+
+def _moment(value: dt.date | None) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime(value.year, value.month, value.day)
 
 
 def _quoted(name: str) -> str:

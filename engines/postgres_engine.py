@@ -10,6 +10,7 @@ a cancel, timeout or disconnect sends PostgreSQL a cancel request. Only aggregat
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import re
@@ -118,6 +119,11 @@ class PostgresEngine:
         version = self._version(dataset)
         self._units.seen(dataset, version)  # new data is checked again before plans trust it
         return version
+
+    def bucket_versions(
+        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]]
+    ) -> list[str]:
+        return [self.data_version(dataset)] * len(spans)  # any change makes every bucket fresh
 
     def _version(self, dataset: str) -> str:
         """Changes with every committed insert, update, delete or rewrite of the table (PostgreSQL's

@@ -44,9 +44,10 @@ class FileSource:
             return [self.pattern] if Path(self.pattern).exists() else []
         return sorted(glob.glob(self.pattern, recursive=True))
 
-    def scan_sql(self) -> str:
-        """The table function call, with the pattern as a quoted literal."""
-        literal = "'" + self.pattern.replace("'", "''") + "'"
+    def scan_sql(self, file: str | None = None) -> str:
+        """The table function call over the source (or one of its files), the path a quoted literal."""
+        path = self.pattern if file is None else file
+        literal = "'" + path.replace("'", "''") + "'"
         options = ", hive_partitioning = true" if self.hive else ""
         if self.reader == "read_csv":
             options += ", header = true"

@@ -10,7 +10,7 @@ count repeated units and how to read a data version.
 >>> units = UniqueUnits(lambda name: 0, versions.__getitem__)
 >>> units.declare("t"); units.check("t"); units.datasets
 frozenset({'t'})
->>> versions["t"] = "v2"; units.seen("t", "v2", later=False); units.datasets
+>>> versions["t"] = "v2"; units.seen("t", "v2", size_bytes=10); units.datasets
 frozenset({'t'})
 >>> repeated = UniqueUnits(lambda name: 3, versions.__getitem__)
 >>> repeated.declare("t"); repeated.check("t"); repeated.datasets
@@ -86,17 +86,18 @@ class UniqueUnits:
     def check_later(self, dataset: str) -> None:
         threading.Thread(target=self.check, args=(dataset,), daemon=True, name=f"check {dataset}").start()
 
-    def seen(self, dataset: str, version: str, later: bool = True) -> None:
+    def seen(self, dataset: str, version: str, size_bytes: int | None = None) -> None:
         """A question saw this data version: a dataset checked at another version loses its status
-        until the new data is checked (in the background unless `later` is false)."""
+        until the new data is checked: at once when it is small (the caller runs off the event
+        loop), else in the background."""
         with self._lock:
             if dataset not in self._declared or self._verified.get(dataset) == version:
                 return
             self._verified.pop(dataset, None)
-        if later:
-            self.check_later(dataset)
-        else:
+        if size_bytes is not None and size_bytes <= CHECK_BEFORE_SERVING_BYTES:
             self.check(dataset)
+        else:
+            self.check_later(dataset)
 
 
 def repeated_units_sql(table: exp.Table, unit: str, dialect: str) -> str:

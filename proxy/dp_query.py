@@ -126,7 +126,7 @@ class DpQueries:
             return Result(plan_columns(plan), [], "SELECT 0", [notice])
         notes = [_widened_notice(plan)] if plan.bucketing is not None and plan.bucketing.widened else []
         if plan.bucketing is not None and bucket_values(plan):
-            answer, fresh = await self._release_buckets(plan, state, params, dataset, engine, version)
+            answer, fresh = await self._release_buckets(plan, state, params, dataset, engine)
             if fresh is None:
                 return await self._answer_again(plan, state, statement, params, answer, notes)
             balance, spent, new, old = fresh
@@ -214,12 +214,13 @@ class DpQueries:
         return draw_noise(plan, engine_columns, engine_rows), balance, spent
 
     async def _release_buckets(
-        self, plan: Plan, state: SessionState, params: Sequence[Any], dataset: Dataset, engine: Engine,
-        version: str,
-    ) -> tuple[Answer, tuple[Balance, PureDP, int, int] | None]:  # fmt: skip
+        self, plan: Plan, state: SessionState, params: Sequence[Any], dataset: Dataset, engine: Engine
+    ) -> tuple[Answer, tuple[Balance, PureDP, int, int] | None]:
         """A bucketed question: stored buckets as they are, the others released afresh in one query
         (charged once); None in place of the charge when every bucket was stored already."""
-        base, keys = bucket_keys(plan, params, self.policy.answer_version(plan.dataset), version)
+        base, keys = bucket_keys(
+            plan, params, self.policy.answer_version(plan.dataset), await self._bucket_versions(plan, engine)
+        )
         async with self._question_locks.setdefault(base, asyncio.Lock()):  # one release per bucket
             stored = await asyncio.to_thread(lambda: {v: self.ledger.find_answer(k) for v, k in keys.items()})
             if FAILED in stored.values():
@@ -240,6 +241,14 @@ class DpQueries:
                 fresh = (balance, spent, len(missing), len(keys) - len(missing))
         answers = {value: Answer.from_json(text) for value, text in stored.items() if text is not None}
         return assemble(plan, answers), fresh
+
+    async def _bucket_versions(self, plan: Plan, engine: Engine) -> dict[Any, str]:
+        """Each bucket's data version: a bucket's stored release lives as long as its own rows."""
+        assert plan.bucketing is not None
+        values = bucket_values(plan)
+        spans = [plan.bucketing.span([value]) for value in values]
+        versions = await asyncio.to_thread(engine.bucket_versions, plan.dataset, plan.bucketing.column, spans)
+        return dict(zip(values, versions, strict=True))
 
     async def _answer_again(
         self,
@@ -287,7 +296,8 @@ class DpQueries:
         version = await asyncio.to_thread(engine.data_version, plan.dataset)
         policy_version = self.policy.answer_version(plan.dataset)
         if plan.bucketing is not None and bucket_values(plan):  # answered when every bucket is stored
-            keys = list(bucket_keys(plan, params, policy_version, version)[1].values())
+            versions = await self._bucket_versions(plan, engine)
+            keys = list(bucket_keys(plan, params, policy_version, versions)[1].values())
         else:
             keys = [answer_key(plan, params, policy_version, version)]
         answered = await asyncio.to_thread(lambda: all(self.ledger.find_answer(k) is not None for k in keys))

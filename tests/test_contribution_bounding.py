@@ -56,7 +56,7 @@ def engine(data_file: Path) -> duckdb.DuckDBPyConnection:
 
 
 def measures(con: duckdb.DuckDBPyConnection, query: Plan) -> dict[str, list[float]]:
-    result = con.execute(query.engine_sql)
+    result = con.execute(query.engine_sql, query.engine_parameters([]))
     names = [d[0] for d in result.description or []]
     observed = {tuple(str(v) for v in row[: len(query.keys)]): row for row in result.fetchall()}
     out: dict[str, list[float]] = {}

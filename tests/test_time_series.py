@@ -156,3 +156,66 @@ def test_relative_windows_and_a_data_change(dashboard: ProxyProcess, tmp_path: P
         write_events(tmp_path / "events.parquet", seed=4)  # the data changed
         again = conn.execute(sql).fetchall()
         assert len(debits(dashboard)) == 2 and len(again) == len(first)
+
+
+def test_new_rows_in_later_buckets_keep_earlier_releases(tmp_path: Path) -> None:
+    """Daily files: a new day's file leaves the stored days valid (only the new day is released);
+    rewriting an old day's file makes that day, and only it, fresh again."""
+    folder = tmp_path / "events"
+    folder.mkdir()
+
+    def write_day(day: int, seed: int, rows: int = 3000) -> None:
+        with duckdb.connect() as con:
+            con.execute(f"SELECT setseed({seed / 100})")
+            con.execute(
+                f"COPY (SELECT {day} * 100000 + i AS user_id, TIMESTAMP '2025-06-0{day}' + "
+                "to_microseconds(CAST(random() * 86399e6 AS BIGINT)) AS ts, "
+                "round(random() * 100, 2) AS amount "
+                f"FROM range({rows}) t(i)) TO '{folder}/day-{day}.parquet' (FORMAT parquet)"
+            )
+
+    for day in (1, 2, 3):
+        write_day(day, day)
+    policy = {
+        "users": yaml.safe_load(DEMO_POLICY.read_text())["users"],
+        "datasets": {
+            "events": {
+                "source": str(folder / "*.parquet"),
+                "privacy_unit": "user_id",
+                "one_row_per_unit": True,
+                "budget": {"epsilon": 100.0},
+                "columns": {
+                    "user_id": {"type": "bigint"},
+                    "ts": {"type": "timestamp", "earliest": "2025-06-01", "latest": "2025-06-09"},
+                    "amount": {"type": "double", "lower": 0, "upper": 100},
+                },
+            }
+        },
+    }
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    proxy = start_proxy(path, tmp_path)
+    sql = (
+        "SELECT date_trunc('day', ts) AS day, COUNT(*), AVG(amount) FROM events "
+        "WHERE ts >= '2025-06-01' AND ts < '2025-06-05' GROUP BY 1 ORDER BY 1"
+    )
+    try:
+        with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+            notices: list[str] = []
+            conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+            first = {r[0]: r for r in conn.execute(sql).fetchall()}
+            assert len(debits(proxy)) == 1
+            write_day(4, 4)  # the next day arrives
+            second = {r[0]: r for r in conn.execute(sql).fetchall()}
+            assert len(debits(proxy)) == 2
+            assert "1 new time bucket(s) released, 4 re-served at no cost" in notices, notices
+            assert all(second[day] == row for day, row in first.items() if day.day in (1, 2, 3))
+            assert second[dt.datetime(2025, 6, 4)][1] > 2000  # the new day's rows are counted
+            write_day(2, 20, rows=6000)  # an old day is rewritten (twice the rows: surely a new answer)
+            third = {r[0]: r for r in conn.execute(sql).fetchall()}
+            assert len(debits(proxy)) == 3
+            changed = [day for day in third if third[day] != second[day]]
+            assert changed == [dt.datetime(2025, 6, 2)], (notices[-3:], second, third)
+            assert third[dt.datetime(2025, 6, 2)][1] > 5000
+    finally:
+        proxy.stop()
