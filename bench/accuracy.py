@@ -54,7 +54,7 @@ def main() -> None:
             for epsilon in (0.1, 0.5, 1.0, 2.0):
                 (statement,) = split_statements(sql)
                 plan = plan_query(statement.tree, RewriteContext(policy, "bench", "analyst", epsilon=epsilon))
-                result = con.execute(plan.engine_sql)
+                result = con.execute(plan.engine_sql, plan.engine_parameters([]))
                 columns = [d[0] for d in result.description or []]
                 rows = result.fetchall()
                 truth = _truth(plan, columns, rows)

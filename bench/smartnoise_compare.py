@@ -75,7 +75,7 @@ def main() -> None:
             plan = plan_query(
                 statement.tree, RewriteContext(policy, "bench", "analyst", epsilon=args.epsilon)
             )
-            result = con.execute(plan.engine_sql)
+            result = con.execute(plan.engine_sql, plan.engine_parameters([]))
             columns = [d[0] for d in result.description or []]
             released = present(plan, draw_noise(plan, columns, result.fetchall()))
             our_times.append(time.perf_counter() - start)
