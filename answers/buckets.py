@@ -97,3 +97,17 @@ def assemble(plan: Plan, parts: Mapping[Any, Answer]) -> Answer:
             values.append(parts[group[index]].measures[name].values[offset[rest]])
         measures[name] = NoisyMeasure(template.scale, template.discrete, tuple(values), template.kind)
     return Answer(measures)
+
+
+def placeholder(plan: Plan) -> Answer:
+    """A bucket's answer shape with zeros: stands in for buckets that are not released (pending)."""
+    index = plan.bucket_key
+    assert index is not None
+    size = 1
+    for i, key in enumerate(plan.keys):
+        if i != index:
+            size *= len(key.values)
+    measures = [plan.threshold, *(m for a in plan.aggregates for m in a.measures)]
+    return Answer(
+        {m.engine_column: NoisyMeasure(m.scale, m.discrete, (0.0,) * size, m.kind) for m in measures}
+    )

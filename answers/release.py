@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from answers.answer import Answer, NoisyMeasure
@@ -48,9 +48,11 @@ def draw_noise(plan: Plan, engine_columns: Sequence[str], engine_rows: Sequence[
     return Answer(measures)
 
 
-def present(plan: Plan, answer: Answer) -> list[tuple]:
-    """Released rows from an answer: suppression, intervals, rounding, ORDER BY, LIMIT (post-processing)."""
+def present(plan: Plan, answer: Answer, pending: Collection[Any] = ()) -> list[tuple]:
+    """Released rows from an answer: suppression, intervals, rounding, ORDER BY, LIMIT (post-processing).
+    Rows of `pending` time buckets (not complete yet, never released) come back NULL and pending."""
     groups = groups_of(plan)
+    bucket = plan.bucket_key
 
     def noised(measure_name: str) -> tuple[list[float], Mechanism]:
         stored = answer.measures[measure_name]
@@ -63,12 +65,15 @@ def present(plan: Plan, answer: Answer) -> list[tuple]:
     rows = []
     for g, group in enumerate(groups):
         row: list[Any] = []
+        waiting = bucket is not None and group[bucket] in pending
         for column in plan.columns:
             if column.role == "key":
                 row.append(group[column.index])
+            elif column.role == "pending":
+                row.append(waiting)
             elif column.role == "suppressed":
-                row.append(suppressed[g])
-            elif suppressed[g]:
+                row.append(suppressed[g] and not waiting)
+            elif suppressed[g] or waiting:
                 row.append(None)
             else:
                 value, low, high = cells[column.index][g]

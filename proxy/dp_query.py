@@ -20,7 +20,7 @@ from typing import Any
 from sqlglot import exp
 
 from answers.answer import FAILED, Answer, answer_key
-from answers.buckets import assemble, bucket_keys, bucket_values, split
+from answers.buckets import assemble, bucket_keys, bucket_values, placeholder, split
 from answers.explain import explain
 from answers.release import draw_noise, present, released_sizes
 from engines.base import Engine, Engines
@@ -125,10 +125,19 @@ class DpQueries:
             )
             return Result(plan_columns(plan), [], "SELECT 0", [notice])
         notes = [_widened_notice(plan)] if plan.bucketing is not None and plan.bucketing.widened else []
+        pending: frozenset[Any] = frozenset()
         if plan.bucketing is not None and bucket_values(plan):
-            answer, fresh = await self._release_buckets(plan, state, params, dataset, engine)
+            pending = _pending(plan, dataset)
+            if pending:
+                assert dataset.append_only is not None
+                notes.append(
+                    f"{len(pending)} time bucket(s) not complete yet come back NULL with pending = true, "
+                    f"at no cost; each is released once complete ({dataset.append_only.complete_after} "
+                    "after it ends)"
+                )
+            answer, fresh = await self._release_buckets(plan, state, params, dataset, engine, pending)
             if fresh is None:
-                return await self._answer_again(plan, state, statement, params, answer, notes)
+                return await self._answer_again(plan, state, statement, params, answer, notes, pending)
             balance, spent, new, old = fresh
             notes.append(f"{new} new time bucket(s) released, {old} re-served at no cost")
         else:
@@ -147,7 +156,7 @@ class DpQueries:
                 )
             answer = Answer.from_json(kept)  # another process may have stored its answer first
         started = time.perf_counter()
-        rows = present(plan, answer)
+        rows = present(plan, answer, pending)
         metrics.PHASE_SECONDS.labels("noise").observe(time.perf_counter() - started)
         observation = await self._observe(
             plan, state, statement, params, answer, rows, spent.epsilon, dataset
@@ -214,7 +223,13 @@ class DpQueries:
         return draw_noise(plan, engine_columns, engine_rows), balance, spent
 
     async def _release_buckets(
-        self, plan: Plan, state: SessionState, params: Sequence[Any], dataset: Dataset, engine: Engine
+        self,
+        plan: Plan,
+        state: SessionState,
+        params: Sequence[Any],
+        dataset: Dataset,
+        engine: Engine,
+        pending: frozenset[Any],
     ) -> tuple[Answer, tuple[Balance, PureDP, int, int] | None]:
         """A bucketed question: stored buckets as they are, the others released afresh in one query
         (charged once); None in place of the charge when every bucket was stored already."""
@@ -222,7 +237,9 @@ class DpQueries:
             plan, params, self.policy.answer_version(plan.dataset), await self._bucket_versions(plan, engine)
         )
         async with self._question_locks.setdefault(base, asyncio.Lock()):  # one release per bucket
-            stored = await asyncio.to_thread(lambda: {v: self.ledger.find_answer(k) for v, k in keys.items()})
+            stored = await asyncio.to_thread(
+                lambda: {v: self.ledger.find_answer(k) for v, k in keys.items() if v not in pending}
+            )
             if FAILED in stored.values():
                 raise _engine_failed()
             missing = [value for value, answer in stored.items() if answer is None]
@@ -240,6 +257,7 @@ class DpQueries:
                     )
                 fresh = (balance, spent, len(missing), len(keys) - len(missing))
         answers = {value: Answer.from_json(text) for value, text in stored.items() if text is not None}
+        answers.update(dict.fromkeys(pending, placeholder(plan)))  # never released: shown as NULL
         return assemble(plan, answers), fresh
 
     async def _bucket_versions(self, plan: Plan, engine: Engine) -> dict[Any, str]:
@@ -258,6 +276,7 @@ class DpQueries:
         params: Sequence[Any],
         answer: Answer,
         notes: Sequence[str] = (),
+        pending: frozenset[Any] = frozenset(),
     ) -> Result:
         dataset = self.policy.datasets[plan.dataset]
         balance = await self.balance(plan, state)
@@ -267,7 +286,7 @@ class DpQueries:
             f"(ε {balance.remaining.epsilon:.2f} of {balance.total.epsilon:.2f} left); "
             f"{plan.confidence:.0%} intervals shown"
         )
-        rows = present(plan, answer)
+        rows = present(plan, answer, pending)
         await self._observe(plan, state, statement, params, answer, rows, 0.0, dataset)
         metrics.QUERIES.labels(plan.dataset, "answered_again", "00000").inc()
         metrics.CACHE.labels(plan.dataset, "true").inc()
@@ -383,6 +402,16 @@ def limits_of(state: SessionState, max_statement_seconds: float) -> Limits:
     if session_ms > 0:
         seconds = min(seconds, session_ms / 1000)
     return Limits(timeout_seconds=seconds if seconds > 0 else None, disconnected=state.disconnected)
+
+
+def _pending(plan: Plan, dataset: Dataset) -> frozenset[Any]:
+    """Buckets of an append-only dataset's time column that are not complete yet (by the server's
+    clock, never the data): they are not released."""
+    rule = dataset.append_only
+    if rule is None or plan.bucketing is None or rule.column != plan.bucketing.column:
+        return frozenset()
+    complete_until = dt.datetime.now(dt.UTC).replace(tzinfo=None) - rule.lag()
+    return frozenset(v for v in bucket_values(plan) if plan.bucketing.span([v])[1] > complete_until)
 
 
 def _widened_notice(plan: Plan) -> str:

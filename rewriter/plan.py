@@ -66,7 +66,7 @@ class Aggregate:
 class OutputColumn:
     name: str
     pg_type: PgType
-    role: Literal["key", "value", "ci_low", "ci_high", "suppressed"]
+    role: Literal["key", "value", "ci_low", "ci_high", "pending", "suppressed"]
     index: int = -1  # the key's or aggregate's index
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rewriter.intervals import parse_interval
 from rewriter.roles import Role
 
 ColumnType = Literal["bigint", "integer", "double", "text", "date", "boolean", "timestamp"]
@@ -148,6 +149,26 @@ class Suppression(_Frozen):
     )
 
 
+class AppendOnly(_Frozen):
+    """Rows arrive in time order: a time bucket is released once it is complete, then kept."""
+
+    column: str = Field(description="The time column rows arrive in the order of (date or timestamp).")
+    complete_after: str = Field(
+        "0 seconds",
+        description="How long after a time bucket ends its data is complete, e.g. '1 hour'; until then "
+        "the bucket comes back NULL and pending, at no cost.",
+    )
+
+    @field_validator("complete_after")
+    @classmethod
+    def _is_an_interval(cls, value: str) -> str:
+        parse_interval(value)
+        return value
+
+    def lag(self) -> dt.timedelta:
+        return parse_interval(self.complete_after)
+
+
 class Contribution(_Frozen):
     """How much one privacy unit may contribute; enforced in the engine plan, so sensitivities hold."""
 
@@ -235,6 +256,10 @@ class Dataset(_Frozen):
     budget: Budget
     query: QueryLimits = QueryLimits()
     suppression: Suppression = Suppression()
+    append_only: AppendOnly | None = Field(
+        default=None,
+        description="Time buckets are released once complete (docs/analysts.md).",
+    )
     max_groups: int = Field(1000, ge=1, description="Largest number of groups one query may release.")
     detectors: Detectors = Detectors()
     columns: dict[str, Column]
@@ -271,6 +296,13 @@ class Dataset(_Frozen):
     def _unit_is_a_column(self) -> Dataset:
         if self.privacy_unit not in self.columns:
             raise ValueError(f"privacy_unit {self.privacy_unit!r} is not one of the columns")
+        if self.append_only is not None:
+            column = self.columns.get(self.append_only.column)
+            if column is None or column.type not in ("date", "timestamp") or not column.bucketable:
+                raise ValueError(
+                    f"append_only.column {self.append_only.column!r} must be a date or timestamp column "
+                    "with earliest and latest"
+                )
         for name in self.columns:
             if name != name.lower():
                 raise ValueError(f"column names must be lower case: {name!r}")

@@ -219,3 +219,64 @@ def test_new_rows_in_later_buckets_keep_earlier_releases(tmp_path: Path) -> None
             assert third[dt.datetime(2025, 6, 2)][1] > 5000
     finally:
         proxy.stop()
+
+
+def test_buckets_past_the_watermark_are_pending_and_free(tmp_path: Path) -> None:
+    """An append-only dataset complete one hour after each bucket ends: the last hours of a window
+    ending now come back NULL with pending = true, cost nothing, and are released once complete."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    data = tmp_path / "events.parquet"
+    with duckdb.connect() as con:
+        con.execute("SELECT setseed(0.5)")
+        con.execute(
+            f"COPY (SELECT i AS user_id, TIMESTAMP '{now:%Y-%m-%d %H:%M:%S}' - "
+            "to_microseconds(CAST(random() * 36000e6 AS BIGINT)) AS ts "
+            f"FROM range(20000) t(i)) TO '{data}' (FORMAT parquet)"
+        )
+    policy = {
+        "users": yaml.safe_load(DEMO_POLICY.read_text())["users"],
+        "datasets": {
+            "events": {
+                "source": str(data),
+                "privacy_unit": "user_id",
+                "one_row_per_unit": True,
+                "budget": {"epsilon": 10.0},
+                "append_only": {"column": "ts", "complete_after": "1 hour"},
+                "columns": {
+                    "user_id": {"type": "bigint"},
+                    "ts": {
+                        "type": "timestamp",
+                        "earliest": str((now - dt.timedelta(days=2)).date()),
+                        "latest": str((now + dt.timedelta(days=1)).date()),
+                    },
+                },
+            }
+        },
+    }
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    proxy = start_proxy(path, tmp_path)
+    sql = (
+        "SELECT date_trunc('hour', ts) AS \"time\", COUNT(*) FROM events "
+        "WHERE ts > now() - interval '6 hours' AND ts <= now() GROUP BY 1 ORDER BY 1"
+    )
+    try:
+        with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+            cursor = conn.execute(sql)
+            assert [c.name for c in cursor.description or []][-2:] == ["pending", "suppressed"]
+            rows = cursor.fetchall()
+            complete_until = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1)
+            for bucket, count, low, high, pending, suppressed in rows:
+                waiting = bucket + dt.timedelta(hours=1) > complete_until
+                assert pending is waiting, (bucket, complete_until)
+                if pending:
+                    assert count is None and low is None and high is None and suppressed is False
+                else:
+                    assert count is not None and count > 1000
+            assert sum(1 for r in rows if r[4]) in (1, 2) and sum(1 for r in rows if not r[4]) >= 5
+            assert len(debits(proxy)) == 1
+            again = {r[0]: r for r in conn.execute(sql).fetchall()}
+            assert len(debits(proxy)) <= 2  # free, unless an hour closed in between (one new release)
+            assert all(again[r[0]] == r for r in rows if not r[4] and r[0] in again)
+    finally:
+        proxy.stop()

@@ -102,6 +102,8 @@ def _plan_at_epsilon(query: ClippedQuery, ctx: RewriteContext) -> Plan:
         columns.append(OutputColumn(name, pg_type, "value", index))
         columns.append(OutputColumn(f"{name}_ci_low", pg_type, "ci_low", index))
         columns.append(OutputColumn(f"{name}_ci_high", pg_type, "ci_high", index))
+    if bucketing is not None and dataset.append_only and dataset.append_only.column == bucketing.column:
+        columns.append(OutputColumn("pending", "bool", "pending"))  # not complete yet: NULL, free
     columns.append(OutputColumn("suppressed", "bool", "suppressed"))
 
     engine_sql = query.engine.sql(dialect="duckdb")

@@ -17,18 +17,15 @@ know) is refused.
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed
 from rewriter.context import RewriteContext
+from rewriter.intervals import MONTHS, SECONDS, parse_months
 
 NOW_NODES = (exp.CurrentTimestamp, exp.Localtimestamp)
 NOW_FUNCTIONS = frozenset({"transaction_timestamp", "statement_timestamp", "clock_timestamp"})
-_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
-_MONTHS = {"month": 1, "year": 12}
-_PART = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*([a-z]+)\s*")
 HINT = "Write times as literals ('2024-03-01'), or relative to now: now() - interval '6 hours'."
 
 
@@ -111,31 +108,21 @@ def _interval(node: exp.Interval) -> list[tuple[float, str]]:
     unit = node.args.get("unit")
     if unit is not None:
         text = f"{text} {unit.name}"
-    parts: list[tuple[float, str]] = []
-    position = 0
-    for match in _PART.finditer(text.lower()):
-        if match.start() != position:
-            break
-        amount, name = float(match.group(1)), match.group(2).rstrip("s")
-        name = {"min": "minute", "sec": "second", "hr": "hour", "mon": "month", "yr": "year"}.get(name, name)
-        if name not in _SECONDS and name not in _MONTHS:
-            break
-        parts.append((amount, name))
-        position = match.end()
-    if not parts or position != len(text):
-        raise FeatureNotAllowed(f"interval '{text.strip()}' is not understood", hint=HINT)
-    return parts
+    try:
+        return parse_months(text)
+    except ValueError as err:
+        raise FeatureNotAllowed(str(err), hint=HINT) from None
 
 
 def _shift(base: dt.date, parts: list[tuple[float, str]], sign: int) -> dt.datetime | dt.date:
     moment = base if isinstance(base, dt.datetime) else dt.datetime(base.year, base.month, base.day)
     for amount, unit in parts:
-        if unit in _MONTHS:
+        if unit in MONTHS:
             if not amount.is_integer():
                 raise FeatureNotAllowed("months and years in an interval must be whole", hint=HINT)
-            moment = _add_months(moment, sign * int(amount) * _MONTHS[unit])
+            moment = _add_months(moment, sign * int(amount) * MONTHS[unit])
         else:
-            seconds = sign * amount * _SECONDS[unit]
+            seconds = sign * amount * SECONDS[unit]
             if abs(seconds) > 1e11:
                 raise FeatureNotAllowed("that interval is too long", hint=HINT)
             moment = moment + dt.timedelta(seconds=seconds)
