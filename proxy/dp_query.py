@@ -371,7 +371,7 @@ class DpQueries:
             params,
             epsilon,
             epsilon > 0,
-            plan.question.render(params),
+            plan.question.render(plan.engine_parameters(params)),  # a bucketed range as its whole buckets
             sizes,
             size_sd,
             rows,

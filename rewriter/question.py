@@ -45,7 +45,11 @@ class Question:
         for text in self.conjuncts:
             node = sqlglot.parse_one(text, read="postgres")
             node = node.transform(
-                lambda n: _literal(params[parameter_index(n)]) if isinstance(n, exp.Parameter) else n
+                lambda n: (
+                    _literal(params[parameter_index(n)])
+                    if isinstance(n, exp.Parameter) and parameter_index(n) < len(params)
+                    else n
+                )
             )
             rendered.append(node.sql(dialect="postgres"))
         return Question(self.measures, self.groups, tuple(sorted(set(rendered))))

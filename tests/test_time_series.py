@@ -280,3 +280,26 @@ def test_buckets_past_the_watermark_are_pending_and_free(tmp_path: Path) -> None
             assert all(again[r[0]] == r for r in rows if not r[4] and r[0] in again)
     finally:
         proxy.stop()
+
+
+def test_a_bucketed_question_with_client_parameters(dashboard: ProxyProcess) -> None:
+    """Bound parameters and the proxy's own range parameters live side by side (the detectors see
+    the released buckets' range)."""
+    sql = (
+        "SELECT date_trunc('hour', ts) AS \"time\", COUNT(*) FROM events "
+        "WHERE channel = %s AND ts >= %s AND ts < %s GROUP BY 1 ORDER BY 1"
+    )
+    literal = (
+        "SELECT date_trunc('hour', ts) AS \"time\", COUNT(*) FROM events "
+        f"WHERE channel = 'web' AND ts >= '{DAY:%Y-%m-%d} 01:00:00' AND ts < '{DAY:%Y-%m-%d} 04:00:00' "
+        "GROUP BY 1 ORDER BY 1"
+    )
+    with psycopg.connect(dashboard.dsn(), autocommit=True) as conn:
+        first = conn.execute(literal).fetchall()
+        assert len(first) == 4  # 01:00 .. 04:00 (the bound 04:00 opens a bucket of its own)
+        bound = conn.execute(
+            sql, ["web", DAY + dt.timedelta(hours=1), DAY + dt.timedelta(hours=3)]
+        ).fetchall()
+    assert len(bound) == 24 * 3  # a bound time range does not narrow the buckets: every declared hour
+    assert {r[0]: r for r in bound}[DAY + dt.timedelta(hours=1)] is not None
+    assert len(debits(dashboard)) == 2
