@@ -27,6 +27,7 @@ from typing import Any
 from sqlglot import exp
 
 from rewriter.plan import Plan
+from rewriter.tree import literal
 
 
 @dataclass(frozen=True)
@@ -108,24 +109,12 @@ def question_sql(plan: Plan, params: Sequence[Any]) -> str:
     for node in list(tree.find_all(exp.Parameter)):
         index = int(node.this.this) - 1
         if 0 <= index < len(params):  # a bucketed question's range ($a, $b) stays a parameter
-            node.replace(_literal(params[index]))
+            node.replace(literal(params[index]))
     for cast in list(tree.find_all(exp.TryCast)):  # a parameter's own cast inside the column's cast
         inner = cast.this
         if isinstance(inner, exp.TryCast) and inner.to == cast.to:
             cast.set("this", inner.this)
     return tree.sql("duckdb")
-
-
-def _literal(value: Any) -> exp.Expression:
-    if value is None:
-        return exp.Null()
-    if isinstance(value, bool):
-        return exp.Boolean(this=value)
-    if isinstance(value, (int, float, Decimal)):
-        return exp.Literal.number(repr(value) if isinstance(value, float) else str(value))
-    if isinstance(value, dt.datetime):
-        return exp.Literal.string(value.isoformat(sep=" "))
-    return exp.Literal.string(str(value))
 
 
 def canonical(value: Any) -> Any:

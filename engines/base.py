@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from engines.running import Limits, RunningQuery
+from engines.unit_check import UniqueUnits
 from rewriter.plan import Plan
 
 Rows = tuple[list[str], list[tuple]]
@@ -45,6 +46,31 @@ class Engine(Protocol):
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows: ...
 
     def close(self) -> None: ...
+
+
+class VersionedData:
+    """What engines share about data versions: `data_version` is the engine's `_version`, and a new
+    version sends the dataset back to its one-row-per-unit check (`_units`); an engine that cannot
+    tell time buckets apart gives every bucket the dataset's version."""
+
+    _units: UniqueUnits
+
+    def _version(self, dataset: str) -> str:
+        raise NotImplementedError
+
+    def _size(self, dataset: str) -> int | None:
+        """Bytes of the dataset's data, when cheap to know: small data is re-checked at once."""
+        return None
+
+    def data_version(self, dataset: str) -> str:
+        version = self._version(dataset)
+        self._units.seen(dataset, version, self._size(dataset))  # new data is checked before trusted
+        return version
+
+    def bucket_versions(
+        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]]
+    ) -> list[str]:
+        return [self.data_version(dataset)] * len(spans)  # any change makes every bucket fresh
 
 
 class Engines:

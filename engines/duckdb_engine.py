@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from engines.base import EngineUnavailable, Rows
+from engines.base import EngineUnavailable, Rows, VersionedData
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.sources import FileSource
 from engines.unit_check import UniqueUnits, repeated_units_sql
@@ -41,7 +41,7 @@ LOCKDOWN = (
 )
 
 
-class DuckDBEngine:
+class DuckDBEngine(VersionedData):
     dialect = "duckdb"
 
     def __init__(
@@ -98,6 +98,9 @@ class DuckDBEngine:
     def _version(self, dataset: str) -> str:
         return self._sources[dataset].version()
 
+    def _size(self, dataset: str) -> int | None:
+        return self._sources[dataset].size()
+
     def render(self, plan: Plan) -> str:
         return plan.engine_sql
 
@@ -137,12 +140,6 @@ class DuckDBEngine:
             cursor.close()
         low, high = row if row else (None, None)
         return _moment(low), _moment(high)
-
-    def data_version(self, dataset: str) -> str:
-        version = self._version(dataset)
-        # new data is checked again before plans trust it (small files at once)
-        self._units.seen(dataset, version, self._sources[dataset].size())
-        return version
 
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows:
         return await self.run_sql(self.render(plan), params, running, limits)

@@ -10,7 +10,6 @@ a cancel, timeout or disconnect sends PostgreSQL a cancel request. Only aggregat
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import re
@@ -21,7 +20,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from sqlglot import exp
 
-from engines.base import EngineUnavailable, Rows
+from engines.base import EngineUnavailable, Rows, VersionedData
 from engines.render import onto, plain
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.unit_check import UniqueUnits, repeated_units_sql
@@ -59,7 +58,7 @@ class _Cancel:
         self._conn.cancel_safe(timeout=5.0)
 
 
-class PostgresEngine:
+class PostgresEngine(VersionedData):
     dialect = "postgres"
 
     def __init__(self, policy: Policy, bounding_secret: str, dsn: str, max_connections: int = 8) -> None:
@@ -114,16 +113,6 @@ class PostgresEngine:
 
     def render(self, plan: Plan) -> str:
         return _for_postgres(plan.engine_query, plan.dataset, self._tables[plan.dataset]).sql("postgres")
-
-    def data_version(self, dataset: str) -> str:
-        version = self._version(dataset)
-        self._units.seen(dataset, version)  # new data is checked again before plans trust it
-        return version
-
-    def bucket_versions(
-        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]]
-    ) -> list[str]:
-        return [self.data_version(dataset)] * len(spans)  # any change makes every bucket fresh
 
     def _version(self, dataset: str) -> str:
         """Changes with every committed insert, update, delete or rewrite of the table (PostgreSQL's

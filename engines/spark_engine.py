@@ -12,7 +12,6 @@ timeout or disconnect cancels the query's Spark jobs by tag, interrupting its ta
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import os
@@ -23,7 +22,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from engines.base import EngineUnavailable, Rows
+from engines.base import EngineUnavailable, Rows, VersionedData
 from engines.render import onto, plain
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.sources import FileSource
@@ -111,7 +110,7 @@ class _Jobs:
         self._context.cancelJobsWithTag(self.tag)
 
 
-class SparkEngine:
+class SparkEngine(VersionedData):
     dialect = "spark"
 
     def __init__(self, policy: Policy, bounding_secret: str, master: str) -> None:
@@ -185,16 +184,6 @@ class SparkEngine:
 
     def render(self, plan: Plan) -> str:
         return _for_spark(plan.engine_query, plan.dataset, self._tables[plan.dataset]).sql("spark")
-
-    def data_version(self, dataset: str) -> str:
-        version = self._version(dataset)
-        self._units.seen(dataset, version)  # new data is checked again before plans trust it
-        return version
-
-    def bucket_versions(
-        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]]
-    ) -> list[str]:
-        return [self.data_version(dataset)] * len(spans)  # any change makes every bucket fresh
 
     def _version(self, dataset: str) -> str:
         """Local files: their names, sizes and times. Catalog tables: the files Spark reads for them

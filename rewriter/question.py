@@ -14,14 +14,13 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import sqlglot
 from sqlglot import exp
 
 from rewriter.policy import Dataset
-from rewriter.tree import aggregate_name, parameter_index
+from rewriter.tree import aggregate_name, literal, parameter_index
 
 _FLIPPED: dict[type[exp.Expression], type[exp.Binary]] = {
     exp.EQ: exp.EQ, exp.NEQ: exp.NEQ, exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT, exp.LTE: exp.GTE,
@@ -46,7 +45,7 @@ class Question:
             node = sqlglot.parse_one(text, read="postgres")
             node = node.transform(
                 lambda n: (
-                    _literal(params[parameter_index(n)])
+                    literal(params[parameter_index(n)])
                     if isinstance(n, exp.Parameter) and parameter_index(n) < len(params)
                     else n
                 )
@@ -143,18 +142,6 @@ def _always_true(node: exp.Expression, dataset: Dataset) -> bool:
     if isinstance(node, exp.LT):
         return number > high  # type: ignore[operator]
     return number >= high  # type: ignore[operator]
-
-
-def _literal(value: Any) -> exp.Expression:
-    if value is None:
-        return exp.Null()
-    if isinstance(value, bool):
-        return exp.Boolean(this=value)
-    if isinstance(value, (int, float, Decimal)):
-        return exp.Literal.number(value)
-    if isinstance(value, (dt.date, dt.datetime)):
-        return exp.Literal.string(value.isoformat())
-    return exp.Literal.string(str(value))
 
 
 def _sql(node: exp.Expression) -> str:

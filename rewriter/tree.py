@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
 from sqlglot import exp
 
 AGGREGATES: dict[type[exp.Expression], str] = {
@@ -56,3 +60,16 @@ def parameter_index(node: exp.Parameter) -> int:
 
 def parameters(tree: exp.Expression) -> list[exp.Parameter]:
     return list(tree.find_all(exp.Parameter))
+
+
+def literal(value: Any) -> exp.Expression:
+    """A bound parameter's value as the literal a client could have written in its place."""
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, float, Decimal)):
+        return exp.Literal.number(repr(value) if isinstance(value, float) else str(value))
+    if isinstance(value, dt.datetime):
+        return exp.Literal.string(value.isoformat(sep=" "))
+    return exp.Literal.string(str(value))
