@@ -43,37 +43,37 @@ def write_events(path: Path, seed: int = 3) -> None:
 def dashboard(tmp_path: Path) -> ProxyProcess:
     data = tmp_path / "events.parquet"
     write_events(data)
-    policy = {
-        "users": yaml.safe_load(DEMO_POLICY.read_text())["users"],
-        "datasets": {
-            "events": {
-                "source": str(data),
-                "privacy_unit": "user_id",
-                "one_row_per_unit": True,
-                "budget": {"epsilon": 100.0},
-                "query": {"default_epsilon": EPSILON},
-                "suppression": {"min_group_size": 20},
-                "max_groups": 200,
-                "columns": {
-                    "user_id": {"type": "bigint"},
-                    "ts": {
-                        "type": "timestamp",
-                        "earliest": str((DAY - dt.timedelta(days=1)).date()),
-                        "latest": str((DAY + dt.timedelta(days=1)).date()),
-                    },
-                    "amount": {"type": "double", "lower": 0, "upper": 100},
-                    "channel": {"type": "text", "group_by_values": ["web", "app"]},
-                },
-            }
-        },
-    }
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    # A simulated day of refreshes runs in seconds: far above the per-user rate limit, which is not
-    # what this file tests.
-    proxy = start_proxy(path, tmp_path, args=["--max-queries-per-minute", "0"])
+    proxy = start_events_proxy(
+        tmp_path, data, (DAY - dt.timedelta(days=1)).date(), (DAY + dt.timedelta(days=1)).date(),
+        query={"default_epsilon": EPSILON}, suppression={"min_group_size": 20}, max_groups=200,
+    )  # fmt: skip
     yield proxy
     proxy.stop()
+
+
+def start_events_proxy(
+    directory: Path, source: Path, earliest: dt.date, latest: dt.date, **spec: object
+) -> ProxyProcess:
+    """A proxy over an `events` dataset (one row per person, a timestamp `ts`, an `amount`), with
+    dataset keys of `spec` added. A simulated day of refreshes runs in seconds: far above the
+    per-user rate limit, which is not what this file tests."""
+    dataset = {
+        "source": str(source),
+        "privacy_unit": "user_id",
+        "one_row_per_unit": True,
+        "budget": {"epsilon": 100.0},
+        "columns": {
+            "user_id": {"type": "bigint"},
+            "ts": {"type": "timestamp", "earliest": str(earliest), "latest": str(latest)},
+            "amount": {"type": "double", "lower": 0, "upper": 100},
+            "channel": {"type": "text", "group_by_values": ["web", "app"]},
+        },
+        **spec,
+    }
+    policy = {"users": yaml.safe_load(DEMO_POLICY.read_text())["users"], "datasets": {"events": dataset}}
+    path = directory / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return start_proxy(path, directory, args=["--max-queries-per-minute", "0"])
 
 
 def debits(proxy: ProxyProcess) -> list[int]:
@@ -176,25 +176,7 @@ def test_new_rows_in_later_buckets_keep_earlier_releases(tmp_path: Path) -> None
 
     for day in (1, 2, 3):
         write_day(day, day)
-    policy = {
-        "users": yaml.safe_load(DEMO_POLICY.read_text())["users"],
-        "datasets": {
-            "events": {
-                "source": str(folder / "*.parquet"),
-                "privacy_unit": "user_id",
-                "one_row_per_unit": True,
-                "budget": {"epsilon": 100.0},
-                "columns": {
-                    "user_id": {"type": "bigint"},
-                    "ts": {"type": "timestamp", "earliest": "2025-06-01", "latest": "2025-06-09"},
-                    "amount": {"type": "double", "lower": 0, "upper": 100},
-                },
-            }
-        },
-    }
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    proxy = start_proxy(path, tmp_path)
+    proxy = start_events_proxy(tmp_path, folder / "*.parquet", dt.date(2025, 6, 1), dt.date(2025, 6, 9))
     sql = (
         "SELECT date_trunc('day', ts) AS day, COUNT(*), AVG(amount) FROM events "
         "WHERE ts >= '2025-06-01' AND ts < '2025-06-05' GROUP BY 1 ORDER BY 1"
@@ -233,29 +215,13 @@ def test_buckets_past_the_watermark_are_pending_and_free(tmp_path: Path) -> None
             "to_microseconds(CAST(random() * 36000e6 AS BIGINT)) AS ts "
             f"FROM range(20000) t(i)) TO '{data}' (FORMAT parquet)"
         )
-    policy = {
-        "users": yaml.safe_load(DEMO_POLICY.read_text())["users"],
-        "datasets": {
-            "events": {
-                "source": str(data),
-                "privacy_unit": "user_id",
-                "one_row_per_unit": True,
-                "budget": {"epsilon": 10.0},
-                "append_only": {"column": "ts", "complete_after": "1 hour"},
-                "columns": {
-                    "user_id": {"type": "bigint"},
-                    "ts": {
-                        "type": "timestamp",
-                        "earliest": str((now - dt.timedelta(days=2)).date()),
-                        "latest": str((now + dt.timedelta(days=1)).date()),
-                    },
-                },
-            }
-        },
-    }
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(policy))
-    proxy = start_proxy(path, tmp_path)
+    proxy = start_events_proxy(
+        tmp_path,
+        data,
+        (now - dt.timedelta(days=2)).date(),
+        (now + dt.timedelta(days=1)).date(),
+        append_only={"column": "ts", "complete_after": "1 hour"},
+    )
     sql = (
         "SELECT date_trunc('hour', ts) AS \"time\", COUNT(*) FROM events "
         "WHERE ts > now() - interval '6 hours' AND ts <= now() GROUP BY 1 ORDER BY 1"
