@@ -23,6 +23,12 @@ def explain(
         + ("; already answered: running it again costs nothing" if answered else ""),
         f"groups released: {_group_count(plan)} (every group of the public domain, small ones suppressed)",
     ]
+    if plan.bucketing is not None:
+        b = plan.bucketing
+        lines.append(
+            f"time buckets of {b.column} from {b.start:%Y-%m-%d %H:%M:%S} up to {b.end:%Y-%m-%d %H:%M:%S}: "
+            "each released once and kept; only buckets never released cost ε (together, once)"
+        )
     t = plan.threshold
     size = mechanism(t.kind, t.scale, True)
     tau = plan.min_group_size

@@ -269,3 +269,14 @@ def test_a_bucketed_question_with_client_parameters(dashboard: ProxyProcess) -> 
     assert len(bound) == 24 * 3  # a bound time range does not narrow the buckets: every declared hour
     assert {r[0]: r for r in bound}[DAY + dt.timedelta(hours=1)] is not None
     assert len(debits(dashboard)) == 2
+
+
+def test_explain_says_how_a_bucketed_question_is_charged(dashboard: ProxyProcess) -> None:
+    sql = PANEL.format(low=iso(DAY), high=iso(DAY + dt.timedelta(hours=2, minutes=30)))
+    with psycopg.connect(dashboard.dsn(), autocommit=True) as conn:
+        before = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql))
+        conn.execute(sql).fetchall()
+        after = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql))
+    assert f"time buckets of ts from {DAY:%Y-%m-%d} 00:00:00 up to {DAY:%Y-%m-%d} 03:00:00" in before
+    assert "already answered" not in before and "already answered" in after
+    assert len(debits(dashboard)) == 1

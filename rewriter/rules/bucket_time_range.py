@@ -12,7 +12,8 @@ bucket's noisy measures are released once and served again to any range that con
 >>> import sqlglot
 >>> from rewriter.policy import load_policy
 >>> from rewriter.context import RewriteContext
->>> policy = load_policy("policies/demo.yaml")
+>>> from pathlib import Path
+>>> policy = load_policy(Path(__file__).parents[2] / "policies" / "demo.yaml")
 >>> tree = sqlglot.parse_one("SELECT date_trunc('month', visits.visit_date), COUNT(*) FROM visits "
 ...     "WHERE visits.visit_date >= '2024-03-10' AND visits.channel = 'web' GROUP BY 1", read="postgres")
 >>> tree.args["group"] = exp.Group(expressions=[tree.expressions[0].copy()])
