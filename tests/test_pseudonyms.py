@@ -1,0 +1,76 @@
+"""The pseudonym key registry (stores/pseudonyms.py) on a SQLite file and on a real PostgreSQL:
+one random key per epoch whoever asks first, HMAC-SHA256 as the standard defines it, keys for the
+next epoch near an epoch's end, and crypto-shredding at retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stores.pseudonyms import PseudonymKeys, ShreddedKey
+from tests.postgres_server import PostgresServer
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.sqlite")
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        yield server.create_database(f"keys_{abs(hash(str(tmp_path))) % 10**8}")
+
+
+def test_one_key_per_epoch_whoever_asks_first(location: str) -> None:
+    stores = [PseudonymKeys(location) for _ in range(4)]  # four processes' worth of connections
+    keys: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda s=s: keys.append(s.key("activity", dt.date(2025, 10, 7))))
+        for s in stores
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(keys)) == 1 and len(keys[0]) == 32
+    october, november = (stores[0].key("activity", dt.date(2025, m, 1)) for m in (10, 11))
+    assert october == keys[0] != november
+    assert stores[0].key("other", dt.date(2025, 10, 7)) != october  # datasets never share keys
+    expected = hmac.new(october, b"user-42", hashlib.sha256).hexdigest()
+    assert stores[1].pseudonym("activity", "user-42", dt.date(2025, 10, 31)) == expected
+    for store in stores:
+        store.close()
+
+
+def test_events_near_an_epoch_end_are_also_keyed_for_the_next(location: str) -> None:
+    keys = PseudonymKeys(location)
+
+    def epochs(day: int, window: int) -> list[str]:
+        return [e for e, _ in keys.keys_for_event("activity", dt.date(2025, 10, day), window)]
+
+    # the 30-day window ending on 1 November covers 3 October to 1 November
+    assert epochs(1, 30) == epochs(2, 30) == ["2025-10"]
+    assert epochs(3, 30) == epochs(31, 30) == ["2025-10", "2025-11"]
+    assert epochs(25, 7) == ["2025-10"] and epochs(26, 7) == ["2025-10", "2025-11"]
+    keys.close()
+
+
+def test_erasure_pseudonyms_and_shredding(location: str) -> None:
+    keys = PseudonymKeys(location)
+    for month in (8, 9, 10):
+        keys.key("activity", dt.date(2025, month, 15))
+    everywhere = keys.pseudonyms_of("activity", "user-7")
+    assert [e for e, _ in everywhere] == ["2025-08", "2025-09", "2025-10"]
+    assert everywhere[2][1] == keys.pseudonym("activity", "user-7", dt.date(2025, 10, 1))
+    assert keys.shred("activity", before=dt.date(2025, 10, 1)) == ["2025-08", "2025-09"]
+    assert [e for e, _ in keys.pseudonyms_of("activity", "user-7")] == ["2025-10"]
+    with pytest.raises(ShreddedKey):
+        keys.pseudonym("activity", "user-7", dt.date(2025, 8, 3))  # a shredded epoch stays shredded
+    assert keys.shred("activity", before=dt.date(2025, 10, 1)) == []
+    keys.close()
