@@ -85,12 +85,14 @@ class PseudonymKeys:
         return pseudonym(self.key(dataset, day), user_id)
 
     def keys_for_event(self, dataset: str, day: dt.date, window_days: int) -> list[tuple[str, bytes]]:
-        """(epoch, key) pairs an event of `day` is written under: its own epoch's, and the next
-        epoch's too while a `window_days` window ending in the next epoch can still contain `day`."""
+        """(epoch, key) pairs an event of `day` is written under: its own epoch's, and each later
+        epoch's whose `window_days` windows can still contain `day` (a 30-day window ending on
+        1 March reaches back into January, past all of February)."""
         epoch, _, ends = epoch_of(day)
         keys = [(epoch, self.key(dataset, day))]
-        if (day - ends).days > -window_days:  # a window ending on `ends` (or later) reaches back to `day`
+        while (day - ends).days > -window_days:  # the window ending on `ends` reaches back to `day`
             keys.append((epoch_of(ends)[0], self.key(dataset, ends)))
+            ends = epoch_of(ends)[2]
         return keys
 
     def pseudonyms_of(self, dataset: str, user_id: str) -> list[tuple[str, str]]:

@@ -58,6 +58,10 @@ def test_events_near_an_epoch_end_are_also_keyed_for_the_next(location: str) -> 
     assert epochs(1, 30) == epochs(2, 30) == ["2025-10"]
     assert epochs(3, 30) == epochs(31, 30) == ["2025-10", "2025-11"]
     assert epochs(25, 7) == ["2025-10"] and epochs(26, 7) == ["2025-10", "2025-11"]
+    # February is shorter than a 30-day window: 31 January is also in the window ending 1 March
+    january_31 = keys.keys_for_event("activity", dt.date(2026, 1, 31), 30)
+    assert [e for e, _ in january_31] == ["2026-01", "2026-02", "2026-03"]
+    assert [e for e, _ in keys.keys_for_event("activity", dt.date(2026, 1, 30), 30)] == ["2026-01", "2026-02"]
     keys.close()
 
 
