@@ -43,6 +43,11 @@ class Tx:
         rows = self.execute(sql, params)
         return rows[0] if rows else None
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows (a batch of events), inside this transaction."""
+        if rows:
+            self._cursor.executemany(self._translate(sql), [tuple(r) for r in rows])
+
 
 class Database:
     """Base of the two backends; `location` is what the admin gave (a path or a URL)."""

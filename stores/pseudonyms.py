@@ -57,10 +57,13 @@ class PseudonymKeys:
     def __init__(self, location: str | Path | Database) -> None:
         self.db = as_database(location)
         self.db.create(SCHEMA)
+        self._known: dict[tuple[str, str], bytes] = {}  # keys never change once made (until shredded)
 
     def key(self, dataset: str, day: dt.date) -> bytes:
         """The key of the epoch holding `day`, created (once, by whichever process asks first)."""
         epoch, starts, ends = epoch_of(day)
+        if (dataset, epoch) in self._known:
+            return self._known[(dataset, epoch)]
         with self.db.read() as tx:
             row = tx.one(
                 "SELECT key_hex FROM pseudonym_keys WHERE dataset = ? AND epoch = ?", (dataset, epoch)
@@ -79,7 +82,8 @@ class PseudonymKeys:
                     )
         if row[0] is None:
             raise ShreddedKey(f"the pseudonym key of {dataset} for {epoch} was deleted at retention")
-        return bytes.fromhex(row[0])
+        key = self._known[(dataset, epoch)] = bytes.fromhex(row[0])
+        return key
 
     def pseudonym(self, dataset: str, user_id: str, day: dt.date) -> str:
         return pseudonym(self.key(dataset, day), user_id)
@@ -113,6 +117,7 @@ class PseudonymKeys:
                 (dataset, before.isoformat()),
             )
             for (epoch,) in rows:
+                self._known.pop((dataset, epoch), None)
                 tx.execute(
                     "UPDATE pseudonym_keys SET key_hex = NULL, shredded_at = ? "
                     "WHERE dataset = ? AND epoch = ?",
