@@ -133,13 +133,16 @@ class ActivityStore:
         keyed = {day: self.keys.keys_for_event(dataset, day, window_days) for day in days}
         erasing = {e.user_id for e in events if e.op == "-"}
         names_of = {user: [p for _, p in self.keys.pseudonyms_of(dataset, user)] for user in erasing}
+        memo: dict[tuple[str, str], str] = {}  # (epoch, raw id) -> pseudonym, for this batch only
         with self.db.write() as tx:
             for event in events:
                 day = event.ts.date()
                 if event.op == "+":
                     for epoch, key in keyed[day]:
-                        rows.append((dataset, epoch, pseudonym(key, event.user_id), day.isoformat(),
-                                     event.ts.isoformat()))  # fmt: skip
+                        name = memo.get((epoch, event.user_id))
+                        if name is None:
+                            name = memo[(epoch, event.user_id)] = pseudonym(key, event.user_id)
+                        rows.append((dataset, epoch, name, day.isoformat(), event.ts.isoformat()))
                     added += 1
                     continue
                 # an erasure applies to the events before it, the batch's included

@@ -18,7 +18,6 @@ write transaction, so replicas sharing a PostgreSQL ledger agree on every key.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import secrets
 from pathlib import Path
@@ -135,4 +134,4 @@ def pseudonym(key: bytes, user_id: str) -> str:
     >>> pseudonym(bytes(32), "alice")[:16]
     'ce3837f76a54a635'
     """
-    return hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, user_id.encode(), "sha256").hex()  # one-shot: no HMAC object per id
