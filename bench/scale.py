@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import duckdb
 import psycopg
 import yaml
 
+from bench.query_overhead import timed
 from tests.proxy_process import DEMO_POLICY, start_proxy
 
 QUERY = (
@@ -78,15 +78,6 @@ def policy_for(data: Path, directory: Path) -> Path:
     return path
 
 
-def median_seconds(fn, runs: int) -> float:  # type: ignore[no-untyped-def]
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
-
-
 def wait_until_checked(conn: psycopg.Connection, timeout: float = 120.0) -> None:
     """Large files are checked for one row per person in the background; until then plans bound
     contribution. Time the plan analysts get once the check has passed."""
@@ -105,10 +96,8 @@ def compare_query(data: Path, conn: psycopg.Connection, runs: int) -> dict[str, 
     raw = duckdb.connect()
     scan = f"read_parquet('{data}')"
     floors = iter(range(20001, 10**9))
-    raw_s = median_seconds(lambda: raw.execute(QUERY.format(table=scan, floor=next(floors))).fetchall(), runs)
-    dp_s = median_seconds(
-        lambda: conn.execute(QUERY.format(table="employees", floor=next(floors))).fetchall(), runs
-    )
+    raw_s = timed(lambda: raw.execute(QUERY.format(table=scan, floor=next(floors))).fetchall(), runs)
+    dp_s = timed(lambda: conn.execute(QUERY.format(table="employees", floor=next(floors))).fetchall(), runs)
     return {"raw_duckdb_ms": 1e3 * raw_s, "dp_wire_ms": 1e3 * dp_s, "ratio": dp_s / raw_s}
 
 

@@ -36,11 +36,11 @@ class Engine(Protocol):
         ...
 
     def bucket_versions(
-        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]]
+        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]], version: str
     ) -> list[str]:
         """For each time span [start, end): changes whenever the rows of `column` in it may have
         changed (the stored releases of a time bucket never outlive it). Engines that cannot tell
-        return the dataset's data version for every span."""
+        return `version`, the dataset's data version just read, for every span."""
         ...
 
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows: ...
@@ -68,9 +68,9 @@ class VersionedData:
         return version
 
     def bucket_versions(
-        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]]
+        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]], version: str
     ) -> list[str]:
-        return [self.data_version(dataset)] * len(spans)  # any change makes every bucket fresh
+        return [version] * len(spans)  # any change makes every bucket fresh
 
 
 class Engines:

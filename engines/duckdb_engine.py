@@ -105,7 +105,7 @@ class DuckDBEngine(VersionedData):
         return plan.engine_sql
 
     def bucket_versions(
-        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]]
+        self, dataset: str, column: str, spans: Sequence[tuple[dt.datetime, dt.datetime]], version: str
     ) -> list[str]:
         """Per span, a fingerprint of the files that hold rows of `column` in it: each file's name,
         size, time and inode with its range of `column` (read once per file version). A file added

@@ -135,7 +135,11 @@ class DpQueries:
                     f"at no cost; each is released once complete ({dataset.append_only.complete_after} "
                     "after it ends)"
                 )
-            answer, fresh = await self._release_buckets(plan, state, params, dataset, engine, pending)
+            versions = await self._bucket_versions(plan, engine, version)
+            bucket_key = bucket_keys(plan, params, policy.answer_version(plan.dataset), versions)
+            answer, fresh = await self._release_buckets(
+                plan, state, params, dataset, engine, bucket_key, pending
+            )
             if fresh is None:
                 return await self._answer_again(plan, state, statement, params, answer, notes, pending)
             balance, spent, new, old = fresh
@@ -215,8 +219,8 @@ class DpQueries:
             # Accepted plans are total (tests/test_plans_never_fail.py); should one still fail,
             # the charge stands, the failure is kept as this question's answer and the client
             # sees the same words whatever the data.
-            for key in keys:
-                await asyncio.to_thread(self.ledger.keep_answer, key, plan.dataset, state.user, FAILED)
+            failed = dict.fromkeys(keys, FAILED)
+            await asyncio.to_thread(self.ledger.keep_answers, failed, plan.dataset, state.user)
             await self._audit("query failed", state.user, plan.dataset, fingerprint=plan.fingerprint)
             raise _engine_failed() from None
         metrics.PHASE_SECONDS.labels("engine").observe(time.perf_counter() - started)
@@ -229,17 +233,18 @@ class DpQueries:
         params: Sequence[Any],
         dataset: Dataset,
         engine: Engine,
+        bucket_key: tuple[str, dict[Any, str]],
         pending: frozenset[Any],
     ) -> tuple[Answer, tuple[Balance, PureDP, int, int] | None]:
-        """A bucketed question: stored buckets as they are, the others released afresh in one query
-        (charged once); None in place of the charge when every bucket was stored already."""
-        base, keys = bucket_keys(
-            plan, params, self.policy.answer_version(plan.dataset), await self._bucket_versions(plan, engine)
-        )
+        """A bucketed question (`bucket_key`: its own key and each bucket's): stored buckets as they
+        are, the others released afresh in one query (charged once); None in place of the charge
+        when every bucket was stored already."""
+        base, keys = bucket_key
         async with self._question_locks.setdefault(base, asyncio.Lock()):  # one release per bucket
-            stored = await asyncio.to_thread(
-                lambda: {v: self.ledger.find_answer(k) for v, k in keys.items() if v not in pending}
+            found = await asyncio.to_thread(
+                self.ledger.find_answers, [k for v, k in keys.items() if v not in pending]
             )
+            stored = {v: found[k] for v, k in keys.items() if v not in pending}
             if FAILED in stored.values():
                 raise _engine_failed()
             missing = [value for value, answer in stored.items() if answer is None]
@@ -251,21 +256,25 @@ class DpQueries:
                     plan, state, params, dataset, engine, [keys[v] for v in missing], span
                 )
                 parts = split(plan, released)
-                for value in missing:
-                    stored[value] = await asyncio.to_thread(
-                        self.ledger.keep_answer, keys[value], plan.dataset, state.user, parts[value].to_json()
-                    )
+                kept = await asyncio.to_thread(
+                    self.ledger.keep_answers,
+                    {keys[v]: parts[v].to_json() for v in missing}, plan.dataset, state.user,
+                )  # fmt: skip
+                stored.update({v: kept[keys[v]] for v in missing})
                 fresh = (balance, spent, len(missing), len(keys) - len(missing))
         answers = {value: Answer.from_json(text) for value, text in stored.items() if text is not None}
         answers.update(dict.fromkeys(pending, placeholder(plan)))  # never released: shown as NULL
         return assemble(plan, answers), fresh
 
-    async def _bucket_versions(self, plan: Plan, engine: Engine) -> dict[Any, str]:
-        """Each bucket's data version: a bucket's stored release lives as long as its own rows."""
+    async def _bucket_versions(self, plan: Plan, engine: Engine, version: str) -> dict[Any, str]:
+        """Each bucket's data version (`version`: the dataset's, already read): a bucket's stored
+        release lives as long as its own rows."""
         assert plan.bucketing is not None
         values = bucket_values(plan)
         spans = [plan.bucketing.span([value]) for value in values]
-        versions = await asyncio.to_thread(engine.bucket_versions, plan.dataset, plan.bucketing.column, spans)
+        versions = await asyncio.to_thread(
+            engine.bucket_versions, plan.dataset, plan.bucketing.column, spans, version
+        )
         return dict(zip(values, versions, strict=True))
 
     async def _answer_again(
@@ -315,11 +324,12 @@ class DpQueries:
         version = await asyncio.to_thread(engine.data_version, plan.dataset)
         policy_version = self.policy.answer_version(plan.dataset)
         if plan.bucketing is not None and bucket_values(plan):  # answered when every bucket is stored
-            versions = await self._bucket_versions(plan, engine)
+            versions = await self._bucket_versions(plan, engine, version)
             keys = list(bucket_keys(plan, params, policy_version, versions)[1].values())
         else:
             keys = [answer_key(plan, params, policy_version, version)]
-        answered = await asyncio.to_thread(lambda: all(self.ledger.find_answer(k) is not None for k in keys))
+        found = await asyncio.to_thread(self.ledger.find_answers, keys)
+        answered = all(answer is not None for answer in found.values())
         lines = explain(
             plan, dataset, balance.remaining.epsilon, balance.total.epsilon, answered, engine.render(plan)
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -163,21 +163,32 @@ class Ledger:
 
     def find_answer(self, key: str) -> str | None:
         """A released answer (its JSON), if this question was answered before."""
+        return self.find_answers([key])[key]
+
+    def find_answers(self, keys: Sequence[str]) -> dict[str, str | None]:
+        """Several released answers (a bucketed question's buckets), in one read."""
         with self.db.read() as tx:
-            row = tx.one("SELECT answer FROM answers WHERE key = ?", (key,))
-        return str(row[0]) if row else None
+            rows = {key: tx.one("SELECT answer FROM answers WHERE key = ?", (key,)) for key in keys}
+        return {key: str(row[0]) if row else None for key, row in rows.items()}
 
     def keep_answer(self, key: str, dataset: str, user: str, answer: str) -> str:
         """Store a released answer; if another process stored one first, return that one instead."""
+        return self.keep_answers({key: answer}, dataset, user)[key]
+
+    def keep_answers(self, answers: Mapping[str, str], dataset: str, user: str) -> dict[str, str]:
+        """Store several released answers in one transaction; each key keeps the answer stored first."""
+        kept = {}
         with self.db.write() as tx:
-            tx.execute(
-                "INSERT INTO answers (key, at, dataset, user_name, answer) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (key) DO NOTHING",
-                (key, time.time(), dataset, user, answer),
-            )
-            row = tx.one("SELECT answer FROM answers WHERE key = ?", (key,))
-        assert row is not None
-        return str(row[0])
+            for key, answer in answers.items():
+                tx.execute(
+                    "INSERT INTO answers (key, at, dataset, user_name, answer) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (key, time.time(), dataset, user, answer),
+                )
+                row = tx.one("SELECT answer FROM answers WHERE key = ?", (key,))
+                assert row is not None
+                kept[key] = str(row[0])
+        return kept
 
     def _debit_events(
         self,

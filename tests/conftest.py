@@ -75,3 +75,14 @@ def postgres() -> Iterator[PostgresServer]:
     server = start_postgres()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a store under test keeps its tables: a SQLite file, then a database on the suite's
+    PostgreSQL."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.sqlite")
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        yield server.create_database(f"store_{abs(hash(str(tmp_path))) % 10**8}")

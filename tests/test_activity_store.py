@@ -7,30 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import random
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stores.activity import ActivityStore, BadEvent, Event, parse_events
-from tests.postgres_server import PostgresServer
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "ledger.sqlite")
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres")
-        yield server.create_database(f"activity_{abs(hash(str(tmp_path))) % 10**8}")
 
 
 def at(day: str, hour: int = 12) -> dt.datetime:
     return dt.datetime.fromisoformat(day) + dt.timedelta(hours=hour)
 
 
-def test_a_bad_row_stores_nothing_of_its_batch(location: str) -> None:
-    store = ActivityStore(location)
+def test_a_bad_row_stores_nothing_of_its_batch(store_location: str) -> None:
+    store = ActivityStore(store_location)
     text = "user_id,ts,op\nu1,2025-10-01T08:00:00Z,+\nu2,yesterday,+\nu3,2025-10-01T09:00:00Z,+\n"
     with pytest.raises(BadEvent, match="line 3: ts 'yesterday'"):
         store.ingest("activity", parse_events(text, "csv"))
@@ -53,7 +42,7 @@ def test_raw_ids_never_reach_the_database(tmp_path: Path) -> None:
     assert len(stored) == 64 and "alice" not in stored
 
 
-def test_counts_erasures_and_windows_match_an_independent_count(location: str) -> None:
+def test_counts_erasures_and_windows_match_an_independent_count(store_location: str) -> None:
     """Two months of a seeded stream with returning users and erasures: every DAU and every 30-day
     window equals a direct count over the raw events (an erasure deletes the user's earlier events;
     a later event counts again)."""
@@ -70,7 +59,7 @@ def test_counts_erasures_and_windows_match_an_independent_count(location: str) -
                 Event(f"user-{rng.randrange(400)}", dt.datetime(date.year, date.month, date.day, 23, 59), "-")
             )
     events.sort(key=lambda e: e.ts)
-    store = ActivityStore(location)
+    store = ActivityStore(store_location)
     for start in range(0, len(events), 500):  # several batches, as several COPYs
         store.ingest("activity", events[start : start + 500])
     surviving: list[Event] = []

@@ -192,13 +192,17 @@ def test_a_postgresql_dataset_over_the_wire(
     proxy = start_proxy(path, tmp_path)
     try:
         with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
-            notices: list[str] = []
-            conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-            rows = conn.execute("SELECT department, COUNT(*) FROM employees GROUP BY department").fetchall()
-            assert len(rows) == 10 and any("ε spent" in n for n in notices)
-            plan = "\n".join(
-                r[0] for r in conn.execute("EXPLAIN SELECT COUNT(*) FROM employees WHERE age > 30")
-            )
-            assert "engine SQL on postgres" in plan and "hr.staff" in plan
+            assert_employees_served(conn, "postgres", "hr.staff")
     finally:
         proxy.stop()
+
+
+def assert_employees_served(conn: psycopg.Connection, engine: str, table: str) -> None:
+    """The `employees` dataset on `engine` is answered with an ε notice, and EXPLAIN shows the
+    engine's SQL reading `table`."""
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    rows = conn.execute("SELECT department, COUNT(*) FROM employees GROUP BY department").fetchall()
+    assert len(rows) == 10 and any("ε spent" in n for n in notices)
+    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN SELECT COUNT(*) FROM employees WHERE age > 30"))
+    assert f"engine SQL on {engine}" in plan and table in plan

@@ -8,26 +8,14 @@ import datetime as dt
 import hashlib
 import hmac
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from stores.pseudonyms import PseudonymKeys, ShreddedKey
-from tests.postgres_server import PostgresServer
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "ledger.sqlite")
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres")
-        yield server.create_database(f"keys_{abs(hash(str(tmp_path))) % 10**8}")
-
-
-def test_one_key_per_epoch_whoever_asks_first(location: str) -> None:
-    stores = [PseudonymKeys(location) for _ in range(4)]  # four processes' worth of connections
+def test_one_key_per_epoch_whoever_asks_first(store_location: str) -> None:
+    stores = [PseudonymKeys(store_location) for _ in range(4)]  # four processes' worth of connections
     keys: list[bytes] = []
     threads = [
         threading.Thread(target=lambda s=s: keys.append(s.key("activity", dt.date(2025, 10, 7))))
@@ -48,8 +36,8 @@ def test_one_key_per_epoch_whoever_asks_first(location: str) -> None:
         store.close()
 
 
-def test_events_near_an_epoch_end_are_also_keyed_for_the_next(location: str) -> None:
-    keys = PseudonymKeys(location)
+def test_events_near_an_epoch_end_are_also_keyed_for_the_next(store_location: str) -> None:
+    keys = PseudonymKeys(store_location)
 
     def epochs(day: int, window: int) -> list[str]:
         return [e for e, _ in keys.keys_for_event("activity", dt.date(2025, 10, day), window)]
@@ -65,8 +53,8 @@ def test_events_near_an_epoch_end_are_also_keyed_for_the_next(location: str) -> 
     keys.close()
 
 
-def test_erasure_pseudonyms_and_shredding(location: str) -> None:
-    keys = PseudonymKeys(location)
+def test_erasure_pseudonyms_and_shredding(store_location: str) -> None:
+    keys = PseudonymKeys(store_location)
     for month in (8, 9, 10):
         keys.key("activity", dt.date(2025, month, 15))
     everywhere = keys.pseudonyms_of("activity", "user-7")

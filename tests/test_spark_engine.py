@@ -42,6 +42,7 @@ if not HAVE_SPARK:
 
 from engines.open import open_engines  # noqa: E402
 from engines.spark_engine import SparkEngine  # noqa: E402
+from tests.test_engine_equivalence import assert_employees_served  # noqa: E402
 
 MASTER = "local[2]"
 CLICKS = {
@@ -191,18 +192,11 @@ def test_a_spark_dataset_over_the_wire(data_file: Path, tmp_path: Path) -> None:
     proxy = start_proxy(path, tmp_path, timeout=90.0)
     try:
         with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
-            notices: list[str] = []
-            conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-            rows = conn.execute("SELECT department, COUNT(*) FROM employees GROUP BY department").fetchall()
-            assert len(rows) == 10 and any("ε spent" in n for n in notices)
+            assert_employees_served(conn, "spark", "`employees`")
             rows = conn.execute(
                 "SELECT channel, AVG(minutes) FROM visits WHERE visit_date >= %s GROUP BY 1", ["2024-01-01"]
             ).fetchall()
             assert {r[0] for r in rows} <= {"web", "app", "email", "store"} and rows
             assert all(0 <= r[1] <= 60 for r in rows if r[1] is not None)
-            plan = "\n".join(
-                r[0] for r in conn.execute("EXPLAIN SELECT COUNT(*) FROM employees WHERE age > 30")
-            )
-            assert "engine SQL on spark" in plan and "`employees`" in plan
     finally:
         proxy.stop()
