@@ -309,6 +309,81 @@ class Dataset(_Frozen):
         return self
 
 
+class DauRelease(_Frozen):
+    """Daily active users: one Laplace release per day (δ = 0), sensitivity 1 (one person, one day)."""
+
+    epsilon: float = Field(0.3, gt=0, le=10, description="ε of each day's release (Laplace noise, b = 1/ε).")
+    monthly_cap: float = Field(
+        3.0, gt=0, description="Most ε spent on DAU releases of one calendar month's days (UTC)."
+    )
+
+
+class MauRelease(_Frozen):
+    """Monthly active users over a rolling window: Gaussian releases, sensitivity 1 per window."""
+
+    epsilon: float = Field(0.5, gt=0, le=10, description="ε of each window's release at `delta`.")
+    delta: float = Field(1e-6, gt=0, lt=1e-3, description="δ of each release (Gaussian noise).")
+    window_days: int = Field(
+        30, ge=1, le=90, description="The longest window asked for; windows of fewer days may be asked."
+    )
+    monthly_cap: float = Field(
+        3.5,
+        gt=0,
+        description="Most ε (composed at `delta` by the accountant) spent on windows ending in one "
+        "calendar month (UTC).",
+    )
+
+
+class ActivityDataset(_Frozen):
+    """An activity stream `(user_id, ts, op)` counted as DAU and MAU with user-level DP (docs/activity.md)."""
+
+    kind: Literal["activity"]
+    description: str = ""
+    user_id: str = Field("user_id", description="The name of the user id column in COPY, INSERT and DELETE.")
+    time: str = Field("ts", description="The name of the event time column (a timestamp, UTC if no zone).")
+    dau: DauRelease = DauRelease()
+    mau: MauRelease = MauRelease()
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of the released intervals.")
+    key_epoch: Literal["month"] = Field(
+        "month", description="Pseudonym keys change every calendar month (UTC); the only epoch for now."
+    )
+    retention_days: int = Field(
+        400,
+        ge=60,
+        description="Events and pseudonym keys of months that ended more than this many days ago are "
+        "deleted (crypto-shredding). Released values are kept.",
+    )
+    complete_after: str = Field(
+        "1 hour",
+        description="How long after a day ends its events are complete: until then the day (and windows "
+        "ending on it) are pending, at no cost.",
+    )
+    future_grace: str = Field(
+        "5 minutes", description="Events dated later than now by more than this are refused."
+    )
+
+    @field_validator("complete_after", "future_grace")
+    @classmethod
+    def _is_an_interval(cls, value: str) -> str:
+        parse_interval(value)
+        return value
+
+    @model_validator(mode="after")
+    def _names(self) -> ActivityDataset:
+        for name in (self.user_id, self.time):
+            if name != name.lower() or not name.isidentifier():
+                raise ValueError(f"column names must be lower-case identifiers: {name!r}")
+        if self.user_id == self.time:
+            raise ValueError("user_id and time must be different columns")
+        return self
+
+    def lag(self) -> dt.timedelta:
+        return parse_interval(self.complete_after)
+
+    def grace(self) -> dt.timedelta:
+        return parse_interval(self.future_grace)
+
+
 class User(_Frozen):
     password: str | None = Field(
         default=None,
@@ -326,15 +401,22 @@ class User(_Frozen):
 
 class Policy(_Frozen):
     datasets: dict[str, Dataset]
+    activities: dict[str, ActivityDataset] = Field(
+        default={},
+        description="Filled by the loader: the `kind: activity` entries of `datasets` (DAU/MAU streams).",
+    )
     users: dict[str, User] = {}
     version: str = Field("", description="Filled by the loader: a hash of the policy file.")
     base_dir: str = Field("", description="Filled by the loader: the folder sources are relative to.")
 
     @model_validator(mode="after")
     def _names_are_lower_case(self) -> Policy:
-        for name in self.datasets:
+        for name in [*self.datasets, *self.activities]:
             if name != name.lower():
                 raise ValueError(f"dataset names must be lower case: {name!r}")
+        both = set(self.datasets) & set(self.activities)
+        if both:
+            raise ValueError(f"a dataset name is used twice: {sorted(both)}")
         return self
 
     def answer_version(self, dataset: str) -> str:
@@ -369,7 +451,28 @@ def load_policy(path: str | Path) -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"policy {path} must be a YAML mapping")
     raw = {**raw, "version": hashlib.sha256(text).hexdigest()[:16], "base_dir": str(path.parent.resolve())}
+    raw = split_activities(raw)
     try:
         return Policy.model_validate(raw)
     except ValidationError as err:
         raise PolicyError(f"policy {path} is invalid:\n{err}") from err
+
+
+def split_activities(raw: dict) -> dict:
+    """Move the `kind: activity` entries of `datasets` to `activities`: the two kinds have different
+    schemas, and everything that reads `datasets` expects aggregate datasets."""
+    datasets = raw.get("datasets")
+    if not isinstance(datasets, dict):
+        return raw
+    activities = {k: v for k, v in datasets.items() if isinstance(v, dict) and v.get("kind") == "activity"}
+    rest = {k: v for k, v in datasets.items() if k not in activities}
+    for spec in rest.values():
+        if isinstance(spec, dict) and spec.get("kind") not in (None, "aggregate"):
+            raise PolicyError(
+                f"unknown dataset kind {spec.get('kind')!r}: use aggregate (the default) or activity"
+            )
+    rest = {
+        k: {key: val for key, val in v.items() if key != "kind"} if isinstance(v, dict) else v
+        for k, v in rest.items()
+    }
+    return {**raw, "datasets": rest, "activities": activities}

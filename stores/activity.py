@@ -1,182 +1,359 @@
-"""Activity events and erasures, pseudonymised, durable, and counted exactly.
+"""Activity events and erasures: pseudonymised at ingestion, durable, and counted exactly.
 
 An activity stream is `(user_id, ts, op)` rows: `+` the user was active at `ts`, `-` an erasure
-request that deletes every earlier `+` of the user (a later `+` counts again). A batch (one COPY, one
-file) is stored in one write transaction: all of it or, if any row is bad, none of it, with the
-first bad row's line number. Raw ids never reach the database: each `+` is stored as its pseudonyms
-(`stores.pseudonyms`) under its day's epoch key and the later epochs' keys whose windows can reach
-it; each `-` purges the person's earlier events under every live key and is kept in an erasure
-ledger (its pseudonyms, when it applies) so it can be replayed after a restore.
+request that removes every event of the user at or before its time (a later `+` counts again). A
+batch (one COPY, one file) is checked whole before anything is written: a bad row refuses the batch
+with its line number and nothing of it is kept. Checking, pseudonymising (HMAC-SHA256 computed in
+DuckDB from the epoch key, `stores.pseudonyms`) and writing happen in an in-memory DuckDB that may
+not spill to disk, so a raw id never reaches a file. Each `+` is stored under its day's epoch key and
+the later epochs' keys whose windows can reach its day (`PseudonymKeys.keys_for_event`).
 
-Counts are exact distinct pseudonyms of one epoch over a range of days (`distinct_users`): a window
-is counted in the pseudonyms of the epoch it ends in, so a person is one pseudonym in it.
+Counts are exact distinct pseudonyms of one epoch over a range of days, with every recorded
+erasure of that epoch applied as an anti-join (so an erasure takes effect for every later count at
+once, including late events and segments restored from a backup); `flush_deletes` then purges the
+erased events physically. Where things are kept: `stores.activity_segments` (events),
+`stores.erasures` (the erasure ledger), `stores.pseudonyms` (keys).
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-import json
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+import duckdb
+import numpy as np
+
+from stores.activity_input import BadEvent, Batch
+from stores.activity_segments import Segments, Staged, fsync_file
 from stores.database import Database, as_database
-from stores.pseudonyms import PseudonymKeys, epoch_of, pseudonym
+from stores.erasures import Erasure, ErasureLedger
+from stores.pseudonyms import PseudonymKeys, ShreddedKey, epoch_of
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS activity_events (
-    dataset TEXT NOT NULL,
-    epoch TEXT NOT NULL,
-    pseudonym TEXT NOT NULL,
-    day TEXT NOT NULL,
-    ts TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS activity_events_by_day ON activity_events (dataset, epoch, day);
-CREATE INDEX IF NOT EXISTS activity_events_by_person ON activity_events (dataset, pseudonym);
-CREATE TABLE IF NOT EXISTS activity_erasures (
-    id {serial},
-    dataset TEXT NOT NULL,
-    ts TEXT NOT NULL,
-    pseudonyms TEXT NOT NULL,
-    recorded_at TEXT NOT NULL
-);
-"""
+log = logging.getLogger("privacylens.activity")
 
-
-@dataclass(frozen=True)
-class Event:
-    user_id: str
-    ts: dt.datetime  # UTC, naive
-    op: Literal["+", "-"]
-
-
-class BadEvent(ValueError):
-    """A row that is not an event: the batch it came in is stored nowhere."""
-
-    def __init__(self, line: int, reason: str) -> None:
-        super().__init__(f"line {line}: {reason}")
-        self.line = line
+COMPACT_AT = 32  # an epoch with more live segments than this is merged into one by flush_deletes
 
 
 @dataclass(frozen=True)
 class Ingested:
-    events: int  # `+` rows stored
-    erasures: int  # `-` rows applied
-    purged: int  # stored event rows the erasures deleted
+    events: int  # `+` rows accepted (stored, unless an erasure in the same batch covers them)
+    erasures: int  # `-` rows recorded
 
 
-def parse_events(text: str | Iterable[str], fmt: Literal["csv", "text", "jsonl"]) -> list[Event]:
-    """Rows `user_id, ts, op` (CSV with an optional header, COPY's tab-separated text, or JSON lines
-    with those keys) as events; BadEvent names the first bad line (1-based).
-
-    >>> parse_events("user_id,ts,op\\nu1,2025-10-01T08:00:00Z,+\\n", "csv")[0].ts
-    datetime.datetime(2025, 10, 1, 8, 0)
-    >>> parse_events("u1\\t2025-10-01 08:00\\t-\\n", "text")[0].op
-    '-'
-    """
-    lines = text.splitlines() if isinstance(text, str) else list(text)
-    events = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if fmt == "jsonl":
-            try:
-                raw = json.loads(line)
-                fields = [raw["user_id"], raw["ts"], raw.get("op", "+")]
-            except (ValueError, KeyError, TypeError) as err:
-                raise BadEvent(number, f"not a JSON object with user_id and ts ({err})") from None
-        elif fmt == "csv":
-            fields = next(csv.reader(io.StringIO(line)))
-            if number == 1 and [f.strip().lower() for f in fields] == ["user_id", "ts", "op"]:
-                continue  # a header
-        else:
-            fields = line.rstrip("\n").split("\t")
-        events.append(_event(number, [str(f) for f in fields]))
-    return events
-
-
-def _event(number: int, fields: list[str]) -> Event:
-    if len(fields) == 2:
-        fields = [*fields, "+"]
-    if len(fields) != 3:
-        raise BadEvent(number, f"expected 3 values (user_id, ts, op), found {len(fields)}")
-    user_id, ts, op = (f.strip() for f in fields)
-    if not user_id or user_id == "\\N":
-        raise BadEvent(number, "user_id is empty")
-    if op not in ("+", "-"):
-        raise BadEvent(number, f"op must be + or -, not {op!r}")
-    try:
-        moment = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadEvent(number, f"ts {ts!r} is not an ISO date and time") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
-    return Event(user_id, moment, op)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class Flushed:
+    epochs: int  # epochs rewritten
+    purged: int  # stored event rows removed
+    segments: int  # live segments left
 
 
 class ActivityStore:
-    def __init__(self, location: str | Path | Database, keys: PseudonymKeys | None = None) -> None:
+    def __init__(
+        self, location: str | Path | Database, folder: str | Path, keys: PseudonymKeys | None = None
+    ):
         self.db = as_database(location)
-        self.db.create(SCHEMA)
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
         self.keys = keys or PseudonymKeys(self.db)
+        self.erasures = ErasureLedger(self.db, self.folder)
+        self.segments = Segments(self.db, self.folder)
 
-    def ingest(self, dataset: str, events: Sequence[Event], window_days: int = 30) -> Ingested:
-        """Store a batch in one transaction, in its order: all of it or (on any error) nothing."""
-        rows: list[tuple[str, str, str, str, str]] = []
-        added = erased = purged = 0
-        now = dt.datetime.now(dt.UTC).isoformat()
-        # Keys first (made or read outside the batch's transaction), so every erasure sees them all.
-        days = {e.ts.date() for e in events if e.op == "+"}
-        keyed = {day: self.keys.keys_for_event(dataset, day, window_days) for day in days}
-        erasing = {e.user_id for e in events if e.op == "-"}
-        names_of = {user: [p for _, p in self.keys.pseudonyms_of(dataset, user)] for user in erasing}
-        memo: dict[tuple[str, str], str] = {}  # (epoch, raw id) -> pseudonym, for this batch only
-        with self.db.write() as tx:
-            for event in events:
-                day = event.ts.date()
-                if event.op == "+":
-                    for epoch, key in keyed[day]:
-                        name = memo.get((epoch, event.user_id))
-                        if name is None:
-                            name = memo[(epoch, event.user_id)] = pseudonym(key, event.user_id)
-                        rows.append((dataset, epoch, name, day.isoformat(), event.ts.isoformat()))
-                    added += 1
-                    continue
-                # an erasure applies to the events before it, the batch's included
-                tx.executemany(_INSERT, rows)
-                rows = []
-                names = names_of[event.user_id]
-                for name in names:
-                    tx.execute(
-                        "DELETE FROM activity_events WHERE dataset = ? AND pseudonym = ? AND ts <= ?",
-                        (dataset, name, event.ts.isoformat()),
-                    )
-                    purged += tx.rowcount
-                tx.execute(
-                    "INSERT INTO activity_erasures (dataset, ts, pseudonyms, recorded_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (dataset, event.ts.isoformat(), json.dumps(names), now),
-                )
-                erased += 1
-            tx.executemany(_INSERT, rows)
-        return Ingested(added, erased, purged)
+    # ---- ingestion ----------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        dataset: str,
+        batch: Batch,
+        window_days: int = 30,
+        now: dt.datetime | None = None,
+        future_grace: dt.timedelta = dt.timedelta(minutes=5),
+    ) -> Ingested:
+        """Store a batch: all of it, durably, before returning, or (BadEvent) none of it."""
+        if len(batch) == 0:
+            return Ingested(0, 0)
+        now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        con = _duck()
+        try:
+            con.register("raw", _frame(batch))
+            _check(con, now + future_grace)
+            con.execute(
+                "CREATE TEMP TABLE ev AS SELECT user_id, CAST(TRY_CAST(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC' "
+                "AS TIMESTAMP) AS t, op, line FROM raw"
+            )
+            erasures = self._erasures(con, dataset, window_days)
+            days = [
+                d for (d,) in con.execute("SELECT DISTINCT CAST(t AS DATE) FROM ev WHERE op = '+'").fetchall()
+            ]
+            targets: dict[str, tuple[bytes, list[dt.date]]] = {}
+            for day in days:
+                try:
+                    pairs = self.keys.keys_for_event(dataset, day, window_days)
+                except ShreddedKey:
+                    line = con.execute(
+                        "SELECT min(line) FROM ev WHERE op = '+' AND CAST(t AS DATE) = ?", [day]
+                    ).fetchone()
+                    raise BadEvent(
+                        int(line[0]) if line else 0,
+                        f"events of {day:%Y-%m} are past the dataset's retention and can no longer be stored",
+                    ) from None
+                for epoch, key in pairs:
+                    targets.setdefault(epoch, (key, []))[1].append(day)
+            staged, through = [], {}
+            try:
+                for epoch, (key, epoch_days) in sorted(targets.items()):
+                    known = self.erasures.names(dataset, epoch)
+                    through[epoch] = max((i for _, _, i in known), default=0)
+                    names = [(p, ts) for p, ts, _ in known]
+                    names += [(e.names[epoch], e.ts.isoformat()) for e in erasures if epoch in e.names]
+                    staged.append(self._write_segment(con, dataset, epoch, key, epoch_days, names))
+                with self.db.write() as tx:
+                    self.erasures.record(tx, dataset, erasures)
+                    self.segments.commit(tx, dataset, [s for s in staged if s.events], through)
+            except BaseException:
+                for s in staged:
+                    s.temporary.unlink(missing_ok=True)
+                raise
+            self.segments.publish([s for s in staged if s.events])
+            for s in staged:
+                if not s.events:
+                    s.temporary.unlink(missing_ok=True)
+            self.erasures.append_journal(dataset, erasures)
+            added = con.execute("SELECT count(*) FROM ev WHERE op = '+'").fetchone()
+            return Ingested(int(added[0]) if added else 0, len(erasures))
+        finally:
+            con.close()
+
+    def erase(self, dataset: str, user_id: str, ts: dt.datetime | None = None, window_days: int = 30) -> None:
+        """Record one erasure (now, unless `ts`): the person's events up to then leave every later count."""
+        moment = (ts or dt.datetime.now(dt.UTC).replace(tzinfo=None)).isoformat()
+        self.ingest(dataset, Batch.of_rows([(user_id, moment, "-")]), window_days)
+
+    def _erasures(self, con: duckdb.DuckDBPyConnection, dataset: str, window_days: int) -> list[Erasure]:
+        rows = con.execute("SELECT user_id, t FROM ev WHERE op = '-' ORDER BY line").fetchall()
+        out = []
+        for user_id, moment in rows:
+            # Keys for every epoch an event up to this moment can be stored under, so a late event
+            # (ingested after the erasure, dated before it) is erased too.
+            self.keys.keys_for_event(dataset, moment.date(), window_days)
+            out.append(Erasure.new(moment, dict(self.keys.pseudonyms_of(dataset, user_id))))
+        return out
+
+    def _write_segment(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        dataset: str,
+        epoch: str,
+        key: bytes,
+        days: list[dt.date],
+        erased: list[tuple[str, str]],
+    ) -> Staged:
+        temporary, final = self.segments.stage(dataset, epoch)
+        con.register("erased", _erased_frame(erased))
+        inner, outer = _pads(key)
+        written = con.execute(
+            f"""COPY (
+                SELECT {_HMAC} AS pseudonym, CAST(ev.t AS DATE) AS day, ev.t AS ts FROM ev
+                WHERE ev.op = '+' AND CAST(ev.t AS DATE) IN (SELECT unnest($days::DATE[]))
+                  AND NOT EXISTS (SELECT 1 FROM erased x WHERE x.pseudonym = {_HMAC} AND ev.t <= x.ts)
+                ORDER BY day
+            ) TO '{_quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)""",
+            {"inner": inner, "outer": outer, "days": days},
+        ).fetchone()
+        con.unregister("erased")
+        fsync_file(temporary)
+        return Staged(epoch, temporary, final, int(written[0]) if written else 0)
+
+    # ---- counting -----------------------------------------------------------------------------
 
     def distinct_users(self, dataset: str, first: dt.date, last: dt.date) -> int:
         """Exact number of people active on any day of [first, last], counted in the pseudonyms of
         the epoch `last` falls in (the window's own epoch: one pseudonym per person)."""
         epoch = epoch_of(last)[0]
-        row = self.db.query(
-            "SELECT COUNT(DISTINCT pseudonym) FROM activity_events "
-            "WHERE dataset = ? AND epoch = ? AND day >= ? AND day <= ?",
-            (dataset, epoch, first.isoformat(), last.isoformat()),
+        rows = self._count(dataset, epoch, first, last, by_day=False)
+        return int(rows[0][1]) if rows else 0
+
+    def daily_users(self, dataset: str, first: dt.date, last: dt.date) -> dict[dt.date, int]:
+        """Exact DAU of every day of [first, last] (days without events are 0)."""
+        out: dict[dt.date, int] = {}
+        day = first
+        while day <= last:
+            _, _, ends = epoch_of(day)
+            stop = min(last, ends - dt.timedelta(days=1))
+            counted = dict(self._count(dataset, epoch_of(day)[0], day, stop, by_day=True))
+            while day <= stop:
+                out[day] = int(counted.get(day, 0))
+                day += dt.timedelta(days=1)
+        return out
+
+    def _count(
+        self, dataset: str, epoch: str, first: dt.date, last: dt.date, by_day: bool
+    ) -> list[tuple[dt.date | None, int]]:
+        for attempt in range(3):
+            files = self.segments.files(dataset, epoch)
+            if not files:
+                return []
+            con = _duck()
+            try:
+                con.register(
+                    "erased", _erased_frame([(p, ts) for p, ts, _ in self.erasures.names(dataset, epoch)])
+                )
+                group = "day" if by_day else "NULL"
+                return [
+                    (day, int(n))
+                    for day, n in con.execute(
+                        f"""SELECT {group} AS day, COUNT(DISTINCT pseudonym) FROM read_parquet(?) e
+                        WHERE day BETWEEN ? AND ?
+                          AND {_NOT_ERASED}
+                        GROUP BY 1""",
+                        [[str(f) for f in files], first, last],
+                    ).fetchall()
+                ]
+            except duckdb.IOException:
+                if attempt == 2:
+                    raise
+                continue  # a segment was swept between listing and reading: list again
+            finally:
+                con.close()
+        return []
+
+    # ---- purging, recovery and retention ------------------------------------------------------
+
+    def flush_deletes(self, dataset: str) -> Flushed:
+        """Purge erased events from the stored segments; an epoch rewritten is merged into one segment
+        without duplicate rows (a retried COPY's)."""
+        epochs = purged = 0
+        for epoch in self.segments.epochs(dataset):
+            latest = self.erasures.latest(dataset, epoch)
+            files = self.segments.files(dataset, epoch)
+            if not self.segments.behind(dataset, epoch, latest) and len(files) <= COMPACT_AT:
+                continue
+            known = self.erasures.names(dataset, epoch)
+            con = _duck()
+            try:
+                con.register("erased", _erased_frame([(p, ts) for p, ts, _ in known]))
+                paths = [str(f) for f in files]
+                before = con.execute("SELECT count(*) FROM read_parquet(?)", [paths]).fetchone()
+                temporary, final = self.segments.stage(dataset, epoch)
+                kept = con.execute(
+                    f"""COPY (SELECT DISTINCT pseudonym, day, ts FROM read_parquet({_list(paths)}) e
+                        WHERE {_NOT_ERASED}
+                        ORDER BY day) TO '{_quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)"""
+                ).fetchone()
+            finally:
+                con.close()
+            fsync_file(temporary)
+            left = int(kept[0]) if kept else 0
+            staged = Staged(epoch, temporary, final, left)
+            with self.db.write() as tx:
+                self.segments.replace(tx, dataset, epoch, files, staged if left else None, latest)
+            if left:
+                self.segments.publish([staged])
+            else:
+                temporary.unlink(missing_ok=True)
+            epochs += 1
+            purged += int(before[0] if before else 0) - left
+        live = sum(len(self.segments.files(dataset, e)) for e in self.segments.epochs(dataset))
+        self.segments.sweep(dataset)
+        return Flushed(epochs, purged, live)
+
+    def recover(self, dataset: str) -> dict[str, int]:
+        """Before serving: complete the erasure ledger and the segment manifest from each other
+        and the folder (after a crash or a restore), then purge whatever an erasure still covers."""
+        replayed = self.erasures.reconcile(dataset, set(self.keys.live_epochs(dataset)))
+        counts = self.segments.reconcile(dataset)
+        flushed = self.flush_deletes(dataset)
+        report = {**counts, "erasures_replayed": replayed, "purged": flushed.purged}
+        if replayed or any(counts.values()):
+            log.warning("activity dataset %s recovered: %s", dataset, report)
+        return report
+
+    def expire(self, dataset: str, retention_days: int, today: dt.date | None = None) -> list[str]:
+        """Retention: delete the events and keys of epochs that ended `retention_days` ago."""
+        today = today or dt.datetime.now(dt.UTC).date()
+        shredded = self.keys.shred(dataset, today - dt.timedelta(days=retention_days))
+        if shredded:
+            with self.db.write() as tx:
+                for epoch in shredded:
+                    self.segments.retire_epoch(tx, dataset, epoch)
+                    self.erasures.forget_epoch(tx, dataset, epoch)
+            self.erasures.rewrite_journal(dataset, set(self.keys.live_epochs(dataset)))
+            self.segments.sweep(dataset, dt.timedelta(0))
+        return shredded
+
+    def pending_erasures(self, dataset: str) -> int:
+        """Epochs whose stored segments still hold events an erasure covers (flush-deletes purges them)."""
+        return sum(
+            1
+            for epoch in self.segments.epochs(dataset)
+            if self.segments.behind(dataset, epoch, self.erasures.latest(dataset, epoch))
         )
-        return int(row[0][0]) if row else 0
 
     def close(self) -> None:
         self.db.close()
 
 
-_INSERT = "INSERT INTO activity_events (dataset, epoch, pseudonym, day, ts) VALUES (?, ?, ?, ?, ?)"
+def _duck() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that never spills (raw ids must not reach a file), in UTC."""
+    con = duckdb.connect(config={"temp_directory": "", "threads": 2})
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _frame(batch: Batch) -> dict[str, np.ndarray]:
+    return {"user_id": batch.user_id, "ts": batch.ts, "op": batch.op, "line": batch.line}
+
+
+def _check(con: duckdb.DuckDBPyConnection, latest: dt.datetime) -> None:
+    """The first bad row of the batch, as BadEvent with its line (nothing is written before this)."""
+    row = con.execute(
+        """SELECT line, user_id, ts, op, TRY_CAST(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC' FROM raw
+        WHERE user_id IS NULL OR trim(user_id) = '' OR op IS NULL OR op NOT IN ('+', '-')
+           OR TRY_CAST(ts AS TIMESTAMPTZ) IS NULL
+           OR TRY_CAST(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC' > ?
+        ORDER BY line LIMIT 1""",
+        [latest],
+    ).fetchone()
+    if row is None:
+        return
+    line, user_id, ts, op, moment = row
+    if user_id is None or not str(user_id).strip():
+        reason = "user_id is empty"
+    elif op is None or op not in ("+", "-"):
+        reason = f"op must be + (active) or - (erase), not {op!r}"
+    elif moment is None:
+        reason = f"ts {ts!r} is not a date and time (e.g. 2025-10-01 08:00:00+00)"
+    else:
+        reason = f"ts {ts} is in the future (later than {latest:%Y-%m-%d %H:%M:%S} UTC)"
+    raise BadEvent(int(line), reason)
+
+
+def _erased_frame(names: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
+    return {
+        "pseudonym": np.array([bytes.fromhex(p) for p, _ in names], dtype=object),
+        "ts": np.array([dt.datetime.fromisoformat(ts) for _, ts in names], dtype="datetime64[us]"),
+    }
+
+
+def _pads(key: bytes) -> tuple[bytes, bytes]:
+    """HMAC's inner and outer keys (RFC 2104) for a 32-byte key and SHA-256's 64-byte blocks."""
+    block = key.ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
+
+
+# HMAC-SHA256(key, user_id) in DuckDB: H(outer || H(inner || message)); equal to hmac.digest (tested).
+_HMAC = "unhex(sha256($outer::BLOB || unhex(sha256($inner::BLOB || encode(ev.user_id)))))"
+
+
+# An event is counted unless an erasure of the same pseudonym at or after its time covers it.
+_NOT_ERASED = "NOT EXISTS (SELECT 1 FROM erased x WHERE x.pseudonym = e.pseudonym AND e.ts <= x.ts)"
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _list(paths: list[str]) -> str:
+    return "[" + ", ".join(f"'{_quoted(Path(p))}'" for p in paths) + "]"

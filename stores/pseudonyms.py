@@ -107,6 +107,16 @@ class PseudonymKeys:
         )
         return [(epoch, pseudonym(bytes.fromhex(key_hex), user_id)) for epoch, key_hex in rows]
 
+    def live_epochs(self, dataset: str) -> list[str]:
+        """Epochs whose key has not been shredded."""
+        return [
+            str(epoch)
+            for (epoch,) in self.db.query(
+                "SELECT epoch FROM pseudonym_keys WHERE dataset = ? AND key_hex IS NOT NULL ORDER BY epoch",
+                (dataset,),
+            )
+        ]
+
     def shred(self, dataset: str, before: dt.date, now: dt.datetime | None = None) -> list[str]:
         """Delete the keys of epochs that ended before `before` (retention); returns their names."""
         stamp = (now or dt.datetime.now(dt.UTC)).isoformat()

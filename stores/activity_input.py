@@ -1,0 +1,158 @@
+"""Activity rows as they arrive (COPY text or CSV, CSV files, JSON lines), read into columns.
+
+A batch is three text columns, `user_id`, `ts` and `op`, plus each row's line number, so the store
+(`stores.activity`) can check and pseudonymise the whole batch at once in DuckDB. Reading never
+interprets a value: a row with the wrong number of fields is refused here (BadEvent, with its line);
+a bad time or op is found by the store, which names the line too. COPY text without backslashes (the
+common case) is split in a few C-level calls; anything else goes row by row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Format = Literal["text", "csv", "jsonl"]
+FIELDS = ("user_id", "ts", "op")
+
+
+class BadEvent(ValueError):
+    """A row that is not an event: the batch it came in is stored nowhere."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+@dataclass
+class Batch:
+    """One COPY or file: columns of equal length, `line` the 1-based line each row came from."""
+
+    user_id: np.ndarray
+    ts: np.ndarray
+    op: np.ndarray
+    line: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[tuple[str | None, str | None, str | None]], first_line: int = 1) -> Batch:
+        columns = list(zip(*rows, strict=True)) if rows else [(), (), ()]
+        return cls(
+            *(np.array(c, dtype=object) for c in columns),
+            line=np.arange(first_line, first_line + len(rows), dtype=np.int64),
+        )
+
+
+def read_batch(
+    data: bytes | str,
+    fmt: Format,
+    columns: Sequence[str] = FIELDS,
+    header: bool = False,
+) -> Batch:
+    """Rows of `columns` (a permutation of user_id, ts and optionally op, which defaults to `+`).
+
+    >>> b = read_batch(b"u1\\t2025-10-01 08:00\\t+\\nu2\\t2025-10-02\\t-\\n", "text")
+    >>> list(b.user_id), list(b.op), b.line.tolist()
+    (['u1', 'u2'], ['+', '-'], [1, 2])
+    >>> list(read_batch("ts,user_id\\n2025-10-01,u1\\n", "csv", ("ts", "user_id"), header=True).op)
+    ['+']
+    """
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    order = [FIELDS.index(c) for c in columns]
+    if fmt == "jsonl":
+        return _jsonl(text)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if lines and lines[-1] in ("\\.", "\\.\r"):  # the end-of-data marker old clients send
+        lines.pop()
+    first = 1
+    if header and lines:
+        lines, first = lines[1:], 2
+    if fmt == "text" and "\\" not in text and "\r" not in text:
+        fields = "\t".join(lines).split("\t") if lines else []
+        if len(fields) == len(columns) * len(lines):
+            split = [fields[i :: len(columns)] for i in range(len(columns))]
+            return _ordered(split, order, len(lines), first)
+    reader = csv.reader(lines) if fmt == "csv" else (_text_fields(line) for line in lines)
+    rows = []
+    for number, fields in enumerate(reader, start=first):
+        if len(fields) != len(columns):
+            if fields == [] or fields == [""]:
+                continue  # a blank line
+            raise BadEvent(
+                number, f"expected {len(columns)} values ({', '.join(columns)}), found {len(fields)}"
+            )
+        rows.append(fields)
+    split = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in columns]
+    return _ordered(split, order, len(rows), first)
+
+
+def _ordered(split: list[list], order: list[int], n: int, first: int) -> Batch:
+    by_field: list[np.ndarray | None] = [None, None, None]
+    for column, field in zip(split, order, strict=True):
+        by_field[field] = np.array(column, dtype=object)
+    if by_field[0] is None or by_field[1] is None:
+        raise ValueError("a batch needs user_id and ts columns")
+    if by_field[2] is None:
+        by_field[2] = np.full(n, "+", dtype=object)
+    return Batch(by_field[0], by_field[1], by_field[2], np.arange(first, first + n, dtype=np.int64))
+
+
+_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+
+
+def _text_fields(line: str) -> list[str | None]:
+    """One line of COPY's text format: tab-separated, `\\N` for NULL, backslash escapes."""
+    out: list[str | None] = []
+    for raw in line.rstrip("\r").split("\t"):
+        if raw == "\\N":
+            out.append(None)
+            continue
+        if "\\" not in raw:
+            out.append(raw)
+            continue
+        chars, i = [], 0
+        while i < len(raw):
+            if raw[i] == "\\" and i + 1 < len(raw):
+                chars.append(_ESCAPES.get(raw[i + 1], raw[i + 1]))
+                i += 2
+            else:
+                chars.append(raw[i])
+                i += 1
+        out.append("".join(chars))
+    return out
+
+
+def _jsonl(text: str) -> Batch:
+    rows: list[tuple[str | None, str | None, str | None]] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            row = (raw["user_id"], raw["ts"], raw.get("op", "+"))
+        except (ValueError, KeyError, TypeError) as err:
+            raise BadEvent(number, f"not a JSON object with user_id and ts ({err})") from None
+        rows.append(tuple(None if v is None else str(v) for v in row))  # type: ignore[arg-type]
+        lines.append(number)
+    batch = Batch.of_rows(rows)
+    batch.line = np.array(lines, dtype=np.int64)
+    return batch
+
+
+def csv_text(rows: Sequence[Sequence[object]]) -> str:
+    """Rows as CSV text (the CLI's synthetic generator writes this)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
