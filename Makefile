@@ -18,6 +18,8 @@ demo-data: $(BIN)/privacylens
 
 run: demo-data
 	$(BIN)/privacylens make-cert --out-dir var/tls
+	$(BIN)/privacylens ingest --dataset activity --from data/activity.csv --if-empty \
+		--policy policies/demo.yaml --ledger var/ledger.sqlite --activity-store var/activity
 	$(BIN)/privacylens serve --policy policies/demo.yaml --ledger var/ledger.sqlite --host $(HOST) --port $(PORT) \
 		--tls-cert var/tls/server.crt --tls-key var/tls/server.key --metrics-port 9188
 

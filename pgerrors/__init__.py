@@ -98,6 +98,12 @@ class InvalidParameterValue(PgError):
     sqlstate = "22023"
 
 
+class BadCopyData(PgError):
+    """A row of a COPY or INSERT of activity events is not an event: nothing of that statement is kept."""
+
+    sqlstate = "22P04"
+
+
 class InvalidTextRepresentation(PgError):
     """A parameter value cannot be read as its declared type."""
 

@@ -137,3 +137,23 @@ def from_json(text: str) -> list[NoiseEvent]:
             kind, scale, sensitivity, count = item
             out.extend([NoiseEvent(kind, float(scale), float(sensitivity))] * int(count))
     return out
+
+
+@lru_cache(maxsize=64)
+def gaussian_scale(epsilon: float, delta: float, sensitivity: float = 1.0) -> float:
+    """The smallest σ (to 0.1 %) whose one discrete Gaussian release of an integer query with this L2
+    sensitivity costs at most ε at δ by `epsilon_of`: the same accountant that charges it.
+
+    >>> 8.0 < gaussian_scale(0.5, 1e-6) < 8.2
+    True
+    """
+    low, high = 1e-3, 1.0
+    while epsilon_of([NoiseEvent("discrete_gaussian", high, sensitivity)], delta) > epsilon:
+        low, high = high, high * 2
+    while high - low > 1e-3 * high:
+        middle = (low + high) / 2
+        if epsilon_of([NoiseEvent("discrete_gaussian", middle, sensitivity)], delta) > epsilon:
+            low = middle
+        else:
+            high = middle
+    return high

@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from proxy import activity_cli
 from proxy.settings import SETTINGS, ProxySettings
 from rewriter.roles import ROLES
 
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     hashing = commands.add_parser("hash-password", help="print a SCRAM-SHA-256 verifier for a policy file")
     hashing.add_argument("--password", help="read from the terminal when omitted")
 
+    activity_cli.add_commands(commands)
+
     args = parser.parse_args(argv)
+    if args.command in activity_cli.COMMANDS:
+        return activity_cli.run(args)
     if args.command == "serve":
         settings = ProxySettings.resolve({s.name: getattr(args, s.name) for s in SETTINGS})
         logging.basicConfig(
@@ -103,7 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"policy {args.policy} {'is valid' if report.ok else 'is NOT valid'} (datasets: {datasets})")
         return 0 if report.ok else 1
     if args.command == "demo-data":
-        from demo import employees, visits
+        from demo import activity, employees, visits
+
+        events_csv = Path(args.out_dir) / "activity.csv"
+        if not events_csv.exists() or args.force:
+            events_csv.parent.mkdir(parents=True, exist_ok=True)
+            rows = ["user_id,ts,op", *(",".join(r) for r in activity.events(60, 5000))]
+            events_csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+            print(f"wrote {len(rows) - 1} activity events to {events_csv}")
 
         for name, generate in (("employees", employees.generate), ("visits", visits.generate)):
             out = Path(args.out_dir) / f"{name}.parquet"

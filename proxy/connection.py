@@ -22,6 +22,8 @@ from pgerrors import (
     InternalError,
     PgError,
     ProtocolViolation,
+    QueryCanceled,
+    StatementTooComplex,
     SyntaxErrorPg,
     UndefinedCursor,
     UndefinedPreparedStatement,
@@ -38,6 +40,7 @@ from rewriter.parse import Kind, Statement, split_statements
 log = logging.getLogger("privacylens.connection")
 
 MAX_MESSAGE_LENGTH = 16 * 1024 * 1024
+MAX_COPY_BYTES = 512 * 1024 * 1024  # one COPY is stored all or nothing, so it is held whole
 FLUSH_AT = 256 * 1024
 
 
@@ -112,20 +115,63 @@ class Connection:
     async def serve(self) -> None:
         await self.flush()
         while self.phase is not Phase.CLOSED:
-            header = await self.reader.read(1)
+            header, body = await self._read_message()
             if not header:
                 self.move(Phase.CLOSED)
                 return
-            length = struct.unpack("!i", await self.reader.readexactly(4))[0]
-            if not 4 <= length <= MAX_MESSAGE_LENGTH:
-                raise ProtocolViolation(f"invalid message length {length}")
-            body = await self.reader.readexactly(length - 4)
             if header == b"X":
                 self.move(Phase.CLOSED)
                 return
             await self.handle(header, body)
             if len(self.out) > FLUSH_AT:
                 await self.flush()
+
+    async def _read_message(self) -> tuple[bytes, bytes]:
+        """(type byte, body); (b"", b"") at the end of input."""
+        header = await self.reader.read(1)
+        if not header:
+            return b"", b""
+        length = struct.unpack("!i", await self.reader.readexactly(4))[0]
+        if not 4 <= length <= MAX_MESSAGE_LENGTH:
+            raise ProtocolViolation(f"invalid message length {length}")
+        return header, await self.reader.readexactly(length - 4)
+
+    async def copy_in(self, statement: Statement) -> Result:
+        """COPY ... FROM STDIN: checked before any data is asked for, the rows read whole (CopyData
+        until CopyDone), then stored all or nothing by the gateway."""
+        assert statement.copy is not None
+        self.state.transaction.check_may_run(statement.kind)
+        await plan_off_loop(self.gateway.describe, statement, self.state)
+        self.out += codec.copy_in_response(len(statement.copy.columns))
+        await self.flush()
+        data = bytearray()
+        too_big = False
+        while True:
+            kind, body = await self._read_message()
+            if kind == b"d":
+                if len(data) + len(body) > MAX_COPY_BYTES:
+                    too_big = True
+                else:
+                    data += body
+            elif kind == b"c":
+                break
+            elif kind == b"f":
+                raise QueryCanceled(
+                    f"COPY from stdin failed: {body.rstrip(bytes(1)).decode(errors='replace')}"
+                )
+            elif kind in (b"H", b"S"):
+                continue  # ignored during copy-in, as PostgreSQL does
+            elif not kind:
+                self.move(Phase.CLOSED)
+                raise ProtocolViolation("the client went away during COPY; nothing was stored")
+            else:
+                raise ProtocolViolation(f"unexpected message type {kind!r} during COPY")
+        if too_big:
+            raise StatementTooComplex(
+                f"this COPY sends more than {MAX_COPY_BYTES // 2**20} MiB; nothing of it was stored",
+                hint="Split the events into several COPY statements (each is stored all or nothing).",
+            )
+        return await self.gateway.copy_in(statement, self.state, bytes(data))
 
     async def flush(self) -> None:
         if self.out:
@@ -170,7 +216,10 @@ class Connection:
             else:
                 await plan_off_loop(self._check_all, statements)
                 for statement in statements:
-                    result = await self.run_statement(statement)
+                    if statement.kind is Kind.COPY_IN:
+                        result = await self.copy_in(statement)
+                    else:
+                        result = await self.run_statement(statement)
                     self.send_result(result, None, formats=())
         except PgError as error:
             await self.gateway.audit_refusal(self.state, error, _text(body))
@@ -324,6 +373,9 @@ class Connection:
         statement = portal.prepared.statement
         if statement is None:
             self.out += codec.empty_query_response()
+            return
+        if portal.result is None and statement.kind is Kind.COPY_IN:
+            self.send_result(await self.copy_in(statement), None, formats=())
             return
         if portal.result is None:
             portal.result = await self.run_statement(statement, portal.params, portal.prepared.declared)

@@ -9,6 +9,7 @@ reaches a data engine or spends budget. Everything else is refused.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 from sqlglot import exp
 
 from engines.base import Engines
-from pgerrors import FeatureNotAllowed, PgError
+from pgerrors import BadCopyData, FeatureNotAllowed, PgError
 from proxy import metrics
+from proxy.activity_query import ActivityService
 from proxy.catalog.engine import CatalogEngine
 from proxy.catalog.system_views import SCHEMA as SYSTEM_SCHEMA
 from proxy.catalog.system_views import readable
@@ -33,10 +35,13 @@ from proxy.session import (
     show_name,
 )
 from proxy.session_settings import SERVER_VERSION_LONG
+from rewriter.activity_call import ActivityCall, activity_call
+from rewriter.activity_write import erased_user, insert_rows, written_table
 from rewriter.catalog_query import CatalogQuery, plan_catalog, reads_no_data
 from rewriter.parse import Kind, Statement
 from rewriter.policy import Policy
 from rewriter.schema_probe import probe_columns
+from stores.activity_input import BadEvent, Batch, read_batch
 from stores.audit import AuditLog, redact
 from stores.ledger import Ledger
 from stores.monitor import Monitor
@@ -52,7 +57,9 @@ class Gateway:
         audit: AuditLog | None = None,
         monitor: Monitor | None = None,
         rate_limiter: RateLimiter | None = None,
+        activity: ActivityService | None = None,
     ) -> None:
+        self.activity = activity
         self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter(0)
         self.audit = audit
         self.max_statement_seconds = max_statement_seconds
@@ -76,6 +83,8 @@ class Gateway:
     def replace_policy(self, policy: Policy, engines: Engines, catalog: CatalogEngine) -> None:
         """Switch to a reloaded policy at once; queries already running finish on the old one."""
         self.queries.policy, self.queries.engines, self.catalog = policy, engines, catalog
+        if self.activity is not None:
+            self.activity.policy = policy
 
     # ---- checking and describing: never runs a data query, never costs budget ------------------
 
@@ -83,6 +92,16 @@ class Gateway:
         self, statement: Statement, state: SessionState, declared: tuple[str | None, ...] = ()
     ) -> Description:
         """Parameter types and result columns, from the plan alone."""
+        call = self._activity_call(statement)
+        if call is not None:
+            return self._activity().describe(call)
+        if statement.kind is Kind.WRITE:
+            self._written_activity(statement)
+            assert statement.tree is not None
+            return Description(("text",) * len(list(statement.tree.find_all(exp.Parameter))), None)
+        if statement.kind is Kind.COPY_IN:
+            self._copied_activity(statement)
+            return Description((), None)
         if self._reads_no_data(statement):
             query = self._catalog_query(statement, state, declared)
             columns = self.catalog.describe(query.sql, [None] * len(query.parameter_types))
@@ -114,7 +133,15 @@ class Gateway:
         `scratch` is a throw-away copy of the session: a SET is applied to it, so later statements
         of the same string are checked with the settings they will run under.
         """
-        if statement.kind in (Kind.AGGREGATE, Kind.CONSTANT, Kind.OTHER, Kind.DECLARE, Kind.EXPLAIN):
+        if statement.kind in (
+            Kind.AGGREGATE,
+            Kind.CONSTANT,
+            Kind.OTHER,
+            Kind.DECLARE,
+            Kind.EXPLAIN,
+            Kind.WRITE,
+            Kind.COPY_IN,
+        ):
             self.describe(statement, scratch)
         elif statement.kind is Kind.SET:
             apply_set(statement, scratch)
@@ -130,6 +157,12 @@ class Gateway:
     ) -> Result:
         state.transaction.check_may_run(statement.kind)
         kind = statement.kind
+        call = self._activity_call(statement)
+        if call is not None:
+            self.rate_limiter.take("", state.user)
+            return await self._activity().answer(call, list(params), state.user, state.role)
+        if kind is Kind.WRITE:
+            return await self._activity_write(statement, state, list(params))
         if self._reads_no_data(statement):
             self.rate_limiter.take("", state.user)  # data-less statements cost the engine too
             query = self._catalog_query(statement, state, declared)
@@ -156,6 +189,61 @@ class Gateway:
         if kind in SESSION_KINDS:
             return run_session_statement(statement, state)
         raise _refusal(statement)
+
+    # ---- activity datasets ----------------------------------------------------------------------
+
+    def _activity(self) -> ActivityService:
+        if self.activity is None:
+            raise FeatureNotAllowed("this server has no activity datasets")
+        return self.activity
+
+    def _activity_call(self, statement: Statement) -> ActivityCall | None:
+        if statement.kind is not Kind.AGGREGATE:
+            return None
+        return activity_call(statement.tree)
+
+    def _written_activity(self, statement: Statement) -> str:
+        table = written_table(statement.tree) if statement.tree is not None else None
+        if table is None or table not in self.policy.activities:
+            raise _refusal(statement)
+        return table
+
+    def _copied_activity(self, statement: Statement) -> str:
+        assert statement.copy is not None
+        if statement.copy.table not in self.policy.activities:
+            raise FeatureNotAllowed(
+                "COPY is allowed only into activity datasets",
+                hint="Activity datasets in the policy: "
+                + (", ".join(sorted(self.policy.activities)) or "none"),
+            )
+        return statement.copy.table
+
+    async def copy_in(self, statement: Statement, state: SessionState, data: bytes) -> Result:
+        """Store a COPY's rows, all or nothing (the connection has read them)."""
+        dataset = self._copied_activity(statement)
+        assert statement.copy is not None
+        copy = statement.copy
+        batch = await asyncio.to_thread(read_batch_or_refuse, data, copy.format, copy.columns, copy.header)
+        done = await asyncio.to_thread(self._activity().ingest, dataset, batch, state.role)
+        return Result(None, [], f"COPY {done.events + done.erasures}")
+
+    async def _activity_write(self, statement: Statement, state: SessionState, params: list[Any]) -> Result:
+        dataset = self._written_activity(statement)
+        service = self._activity()
+        spec = service.spec(dataset)
+        if isinstance(statement.tree, exp.Delete):
+            user_id = erased_user(statement.tree, spec.user_id, params)
+            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            batch = Batch.of_rows([(user_id, now.isoformat(), "-")])
+            await asyncio.to_thread(service.ingest, dataset, batch, state.role)
+            await self._audit("activity erasure", state.user, dataset)
+            return Result(None, [], "DELETE 1")
+        assert isinstance(statement.tree, exp.Insert)
+        columns, rows = insert_rows(statement.tree, params)
+        order = [columns.index(c) if c in columns else None for c in ("user_id", "ts", "op")]
+        full = [tuple(row[i] if i is not None else "+" for i in order) for row in rows]
+        done = await asyncio.to_thread(service.ingest, dataset, Batch.of_rows(full), state.role)
+        return Result(None, [], f"INSERT 0 {done.events + done.erasures}")
 
     async def audit_refusal(self, state: SessionState, error: PgError, statement: str = "") -> None:
         """Audit a refused statement once, wherever it was refused (parse, plan, budget, limits).
@@ -235,3 +323,12 @@ def _dataset_of(statement: Statement, policy: Policy) -> str:
     table = statement.tree.find(exp.Table) if statement.tree is not None else None
     name = table.name.lower() if table is not None else ""
     return name if name in policy.datasets else "-"
+
+
+def read_batch_or_refuse(data: bytes, fmt: str, columns: Sequence[str], header: bool) -> Batch:
+    try:
+        return read_batch(data, fmt, columns, header)  # type: ignore[arg-type]
+    except BadEvent as bad:
+        raise BadCopyData(f"{bad}; nothing of this COPY was stored") from None
+    except UnicodeDecodeError:
+        raise BadCopyData("COPY data is not UTF-8; nothing of this COPY was stored") from None

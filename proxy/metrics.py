@@ -54,6 +54,28 @@ CACHE = Counter(
     ["dataset", "hit"],
 )
 
+ACTIVITY_EVENTS = Counter(
+    "privacylens_activity_events_ingested_total", "Activity events stored, by dataset.", ["dataset"]
+)
+ACTIVITY_ERASURES = Counter(
+    "privacylens_activity_erasures_total", "Erasures recorded (and applied to later releases).", ["dataset"]
+)
+ACTIVITY_PENDING_ERASURES = Gauge(
+    "privacylens_activity_erasures_pending",
+    "Months whose stored events still hold rows an erasure covers (flush-deletes purges them).",
+    ["dataset"],
+)
+ACTIVITY_RELEASES = Counter(
+    "privacylens_activity_releases_total",
+    "DAU / MAU days asked for, by outcome (released, re-served, pending).",
+    ["dataset", "metric", "outcome"],
+)
+ACTIVITY_EPSILON = Counter(
+    "privacylens_activity_epsilon_spent_total",
+    "ε charged to activity releases, by metric.",
+    ["dataset", "metric"],
+)
+
 
 class LedgerCollector(Collector):
     """Budget totals, what is left per (dataset, user) in the current period, and attack alerts."""

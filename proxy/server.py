@@ -23,6 +23,7 @@ from engines.base import Engines
 from engines.open import open_engines
 from pgerrors import AuthenticationFailed, PgError, ProtocolViolation
 from proxy import metrics
+from proxy.activity_query import ActivityService
 from proxy.auth import Verifiers
 from proxy.catalog.engine import CatalogEngine
 from proxy.connection import Connection
@@ -48,6 +49,9 @@ def new_pid() -> int:
     return int.from_bytes(os.urandom(3), "big") + 1
 
 
+ACTIVITY_UPKEEP_SECONDS = 300.0
+
+
 class Server:
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
@@ -65,6 +69,8 @@ class Server:
         self._audit_policy(audit, "policy loaded", policy)
         self._policy_stamp = _stamp(settings.policy)
         self._reloading = asyncio.Lock()
+        activity = ActivityService(policy, ledger.db, settings.activity_store)
+        activity.recover()  # erasures replayed, segments reconciled: before anything is served
         self.gateway = Gateway(
             policy,
             engines,
@@ -72,6 +78,7 @@ class Server:
             settings.statement_timeout,
             audit,
             rate_limiter=RateLimiter(settings.max_queries_per_minute),
+            activity=activity,
         )
         self.sessions: dict[int, tuple[int, SessionState]] = {}
         if bool(settings.tls_cert) != bool(settings.tls_key):
@@ -162,6 +169,7 @@ class Server:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload_policy("SIGHUP")))
         watcher = loop.create_task(self.watch_policy())
+        upkeep = loop.create_task(self.maintain_activity())
         server = await asyncio.start_server(self.handle, self.settings.host, self.settings.port, limit=2**20)
         addresses = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
         log.info("PrivacyLens listening on %s (policy %s)", addresses, self.settings.policy)
@@ -170,6 +178,19 @@ class Server:
                 await server.serve_forever()
         finally:
             watcher.cancel()
+            upkeep.cancel()
+
+    async def maintain_activity(self, interval: float = ACTIVITY_UPKEEP_SECONDS) -> None:
+        """Purge erased events, merge small segments and apply retention, every `interval` seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            service = self.gateway.activity
+            if service is None:
+                continue
+            try:
+                await asyncio.to_thread(service.maintain)
+            except Exception:  # noqa: BLE001 - upkeep must not stop; the next round tries again
+                log.exception("activity upkeep failed")
 
     async def _login_failed(self, user: str, address: str) -> None:
         """Count a failed login against its user name and address, and audit it (off the loop)."""

@@ -26,6 +26,12 @@ SETTINGS = (
         "Where the ledger, audit log, answers and alerts live: a SQLite file (WAL mode), or a "
         "postgresql:// URL that several replicas share.",
     ),
+    Setting(
+        "activity_store",
+        "var/activity",
+        "Folder of activity datasets' events (Parquet segments per dataset and month) and erasure "
+        "journals; replicas sharing a PostgreSQL ledger must share this folder too.",
+    ),
     Setting("tls_cert", "", "PEM certificate; with tls_key, SSLRequests are answered and upgraded to TLS."),
     Setting("tls_key", "", "PEM private key of tls_cert."),
     Setting("tls_required", "false", "true: refuse clients that do not use TLS (28000)."),
@@ -93,6 +99,7 @@ class ProxySettings:
     port: int
     policy: str
     ledger: str
+    activity_store: str
     tls_cert: str
     tls_key: str
     tls_required: bool

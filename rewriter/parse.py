@@ -19,6 +19,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from pgerrors import FeatureNotAllowed, StatementTooComplex, SyntaxErrorPg
+from rewriter.activity_write import CopyIn, parse_copy
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -42,6 +43,8 @@ class Kind(Enum):
     SAVEPOINT = "savepoint"
     RELEASE = "release"
     ROLLBACK_TO = "rollback_to"
+    COPY_IN = "copy_in"  # COPY <activity dataset> FROM STDIN: events in (rewriter.activity_write)
+    WRITE = "write"  # INSERT / DELETE: allowed on activity datasets only, refused elsewhere
     OTHER = "other"  # refused
 
 
@@ -54,6 +57,7 @@ class Statement:
     count: int | None = None  # FETCH / MOVE: rows to move forward; None means ALL
     inner: Statement | None = None  # DECLARE: the query
     holdable: bool = False  # DECLARE ... WITH HOLD
+    copy: CopyIn | None = None  # COPY_IN: what is copied, and how
     # Plans already made for this statement, keyed by everything a plan depends on (see Gateway).
     plans: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -200,7 +204,9 @@ def _classify(tokens: list[Token], sql: str) -> Statement:
         if len(names) != 1:
             raise SyntaxErrorPg("syntax error in CLOSE", hint="CLOSE cursor_name, or CLOSE ALL")
         return Statement(Kind.CLOSE, None, words, cursor="" if names[0].upper() == "ALL" else names[0])
-    if words[0] in REFUSED_KEYWORDS:
+    if words[0] == "COPY":
+        return Statement(Kind.COPY_IN, None, words, copy=parse_copy(tokens))
+    if words[0] in REFUSED_KEYWORDS and words[0] not in ("INSERT", "DELETE"):
         return Statement(Kind.OTHER, None, words)
     if words[0] in ("SHOW", "RESET", "DISCARD", "DEALLOCATE"):
         kind = {"SHOW": Kind.SHOW, "RESET": Kind.RESET}.get(words[0], Kind.OTHER)
@@ -217,6 +223,8 @@ def _classify(tokens: list[Token], sql: str) -> Statement:
         kind = Kind.AGGREGATE if tree.args.get("from_") or tree.args.get("from") else Kind.CONSTANT
     elif isinstance(tree, exp.Set):
         kind = Kind.SET
+    elif isinstance(tree, (exp.Insert, exp.Delete)):
+        kind = Kind.WRITE
     else:
         kind = Kind.OTHER
     return Statement(kind, tree, words)

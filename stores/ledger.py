@@ -139,16 +139,8 @@ class Ledger:
         fingerprint: str,
         audited: dict[str, Any] | None,
     ) -> Balance:
-        total, period, refreshes = terms.total, terms.period, terms.refreshes
-        if cost.micro <= 0:
-            raise ValueError("a debit must cost something")
         with self.db.write() as tx:
-            spent = _spent(tx, dataset, user, period)
-            if spent + cost.micro > total.micro:
-                raise _exhausted(dataset, cost, PureDP(max(total.micro - spent, 0)), total, refreshes)
-            new_spent = spent + cost.micro
-            _record(tx, dataset, user, period, new_spent, cost.micro, total, fingerprint, None, audited)
-            return Balance(dataset, user, total, PureDP(new_spent))
+            return debit_pure(tx, dataset, user, cost, terms, fingerprint, audited)
 
     def secret(self, name: str) -> str:
         """A random secret made once and kept: stable across restarts and shared by replicas."""
@@ -200,36 +192,98 @@ class Ledger:
         audited: dict[str, Any] | None,
     ) -> tuple[Balance, PureDP]:
         """(ε, δ) budgets: compose the period's events with these and charge the growth of ε at δ."""
-        total, period, refreshes = terms.total, terms.period, terms.refreshes
-        assert terms.delta is not None
-        delta = terms.delta
         with self.db.write() as tx:
-            history: list[NoiseEvent] = []
-            for (text,) in tx.execute(
-                "SELECT events FROM debits WHERE dataset = ? AND user_name = ? AND period = ? "
-                "AND events IS NOT NULL",
-                (dataset, user, period),
-            ):
-                history.extend(accounting.from_json(text))
-            spent = _spent(tx, dataset, user, period)
-            after = PureDP.from_epsilon(accounting.epsilon_of([*history, *events], delta))
-            if after.micro > total.micro:
-                needs = PureDP(max(after.micro - spent, 1))
-                raise _exhausted(dataset, needs, PureDP(max(total.micro - spent, 0)), total, refreshes, delta)
-            new_spent = max(after.micro, spent + 1)
-            _record(
-                tx,
-                dataset,
-                user,
-                period,
-                new_spent,
-                new_spent - spent,
-                total,
-                fingerprint,
-                accounting.to_json(events),
-                audited,
-            )
-            return Balance(dataset, user, total, PureDP(new_spent)), PureDP(new_spent - spent)
+            return debit_composed(tx, dataset, user, events, terms, fingerprint, audited)
+
+
+def pure_headroom(tx: Tx, dataset: str, user: str, cost: PureDP, terms: Terms) -> int:
+    """What a pure-ε account has spent (micro-ε); raises BudgetExhausted if `cost` would pass it."""
+    if cost.micro <= 0:
+        raise ValueError("a debit must cost something")
+    spent = _spent(tx, dataset, user, terms.period)
+    if spent + cost.micro > terms.total.micro:
+        remaining = PureDP(max(terms.total.micro - spent, 0))
+        raise _exhausted(dataset, cost, remaining, terms.total, terms.refreshes)
+    return spent
+
+
+def debit_pure(
+    tx: Tx,
+    dataset: str,
+    user: str,
+    cost: PureDP,
+    terms: Terms,
+    fingerprint: str,
+    audited: dict[str, Any] | None,
+    events: Sequence[NoiseEvent] = (),
+) -> Balance:
+    """The pure-ε debit inside the caller's write transaction; `events`, if given, are kept for
+    an accountant that composes this account with others."""
+    spent = pure_headroom(tx, dataset, user, cost, terms)
+    new_spent = spent + cost.micro
+    kept = accounting.to_json(events) if events else None
+    _record(tx, dataset, user, terms.period, new_spent, cost.micro, terms.total, fingerprint, kept, audited)
+    return Balance(dataset, user, terms.total, PureDP(new_spent))
+
+
+def events_spent(tx: Tx, dataset: str, user: str, period: int) -> list[NoiseEvent]:
+    """Every noise event the account was charged in the period."""
+    history: list[NoiseEvent] = []
+    for (text,) in tx.execute(
+        "SELECT events FROM debits WHERE dataset = ? AND user_name = ? AND period = ? AND events IS NOT NULL",
+        (dataset, user, period),
+    ):
+        history.extend(accounting.from_json(text))
+    return history
+
+
+def composed_cost(
+    tx: Tx, dataset: str, user: str, events: Sequence[NoiseEvent], terms: Terms
+) -> tuple[int, PureDP]:
+    """What the account has spent (micro-ε) and what it would have spent with `events` composed in,
+    at the budget's δ; raises BudgetExhausted if that passes the total."""
+    assert terms.delta is not None
+    spent = _spent(tx, dataset, user, terms.period)
+    history = events_spent(tx, dataset, user, terms.period)
+    after = PureDP.from_epsilon(accounting.epsilon_of([*history, *events], terms.delta))
+    if after.micro > terms.total.micro:
+        needs = PureDP(max(after.micro - spent, 1))
+        raise _exhausted(
+            dataset,
+            needs,
+            PureDP(max(terms.total.micro - spent, 0)),
+            terms.total,
+            terms.refreshes,
+            terms.delta,
+        )
+    return spent, after
+
+
+def debit_composed(
+    tx: Tx,
+    dataset: str,
+    user: str,
+    events: Sequence[NoiseEvent],
+    terms: Terms,
+    fingerprint: str,
+    audited: dict[str, Any] | None,
+) -> tuple[Balance, PureDP]:
+    """The (ε, δ) debit inside the caller's write transaction (with whatever it records alongside)."""
+    spent, after = composed_cost(tx, dataset, user, events, terms)
+    new_spent = max(after.micro, spent + 1)
+    _record(
+        tx,
+        dataset,
+        user,
+        terms.period,
+        new_spent,
+        new_spent - spent,
+        terms.total,
+        fingerprint,
+        accounting.to_json(events),
+        audited,
+    )
+    return Balance(dataset, user, terms.total, PureDP(new_spent)), PureDP(new_spent - spent)
 
 
 def _record(

@@ -27,7 +27,8 @@ def write_policy(directory: Path, data_file: Path, **dataset_overrides: object) 
     overridden (dotted: budget.epsilon=...; "visits:budget.epsilon" for the visits dataset)."""
     policy = yaml.safe_load(DEMO_POLICY.read_text())
     for name, dataset in policy["datasets"].items():
-        dataset["source"] = str(data_file.parent / f"{name}.parquet")
+        if dataset.get("kind") != "activity":  # activity events live in the proxy's activity store
+            dataset["source"] = str(data_file.parent / f"{name}.parquet")
     for dotted, value in dataset_overrides.items():
         name, _, dotted = dotted.rpartition(":")  # "visits:budget.epsilon" for another dataset
         target = policy["datasets"][name or "employees"]
@@ -46,6 +47,8 @@ class ProxyProcess:
     ledger: Path
     process: subprocess.Popen[bytes]
     log: Path
+    policy: Path | None = None
+    activity: Path | None = None
 
     def dsn(self, user: str = "analyst", password: str = "demo") -> str:
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/demo"
@@ -64,6 +67,7 @@ def start_proxy(
 ) -> ProxyProcess:
     port = free_port()
     ledger = workdir / f"ledger-{port}.sqlite"
+    activity = workdir / f"activity-{port}"
     log = workdir / f"proxy-{port}.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("wb") as log_file:  # the child keeps its own copy of the descriptor
@@ -77,6 +81,8 @@ def start_proxy(
                 str(policy),
                 "--ledger",
                 str(ledger),
+                "--activity-store",
+                str(activity),
                 "--port",
                 str(port),
                 *(args or []),
@@ -92,8 +98,15 @@ def start_proxy(
             raise RuntimeError(f"proxy exited with {process.returncode}:\n{log.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return ProxyProcess(port, ledger, process, log)
+                return ProxyProcess(port, ledger, process, log, policy, activity)
         except OSError:
             time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"proxy did not listen within {timeout}s:\n{log.read_text()}")
+
+
+def restart_proxy(old: ProxyProcess) -> ProxyProcess:
+    """A new proxy process on the same policy, ledger and activity store (after a stop or a kill)."""
+    assert old.policy is not None and old.activity is not None
+    where = ["--ledger", str(old.ledger), "--activity-store", str(old.activity)]
+    return start_proxy(old.policy, old.ledger.parent, args=where)

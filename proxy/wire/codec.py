@@ -95,6 +95,11 @@ def command_complete(tag: str) -> bytes:
     return message(b"C", cstr(tag))
 
 
+def copy_in_response(columns: int) -> bytes:
+    """CopyInResponse: text format overall and for each column."""
+    return message(b"G", struct.pack("!bh", 0, columns) + struct.pack(f"!{columns}h", *([0] * columns)))
+
+
 def empty_query_response() -> bytes:
     return message(b"I")
 

@@ -1,0 +1,256 @@
+"""Activity datasets over the wire and the CLI: ingest, erase, and release DAU / MAU.
+
+`ActivityService` is the one path that touches activity events or spends their budget. A release
+(`release_rows`) is, per day or window: pending (the day is not complete yet: NULL, free), re-served
+(stored before: the same value, free), or fresh: the month's cap is checked before anything is
+counted (53400), the exact distinct count is taken, noised, and charged and stored in one ledger
+transaction (`stores.activity_releases`). Whatever the query does around the call (projections,
+ORDER BY, arithmetic) runs afterwards on the released rows only, in an in-memory DuckDB without
+file access: post-processing, free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from answers.activity import mechanism_of, release
+from pgerrors import AccessDenied, BadCopyData, BudgetExhausted, InvalidParameterValue, PgError
+from privacy.budget import PureDP
+from proxy import metrics
+from proxy.results import Column, Description, Result, duckdb_columns
+from rewriter.activity_call import COLUMNS, RELEASED, ActivityCall
+from rewriter.policy import ActivityDataset, Policy
+from rewriter.roles import INGEST_ROLES, READER_ROLES
+from stores.activity import ActivityStore, Ingested
+from stores.activity_input import BadEvent, Batch
+from stores.activity_releases import Metric, Releases, Stored, month_of
+from stores.database import Database
+from stores.ledger import Terms
+
+log = logging.getLogger("privacylens.activity")
+
+MAX_SERIES_DAYS = 400
+
+
+class ActivityService:
+    def __init__(self, policy: Policy, db: Database, folder: str | Path) -> None:
+        self.policy = policy
+        self.store = ActivityStore(db, folder)
+        self.releases = Releases(db)
+
+    # ---- administration -----------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Before serving: replay erasures and reconcile segments after a crash or restore, then
+        apply retention."""
+        for name, spec in sorted(self.policy.activities.items()):
+            self.store.recover(name)
+            self.store.expire(name, spec.retention_days)
+
+    def maintain(self) -> None:
+        """Periodic: purge erased events, merge small segments, apply retention."""
+        for name, spec in sorted(self.policy.activities.items()):
+            self.store.flush_deletes(name)
+            self.store.expire(name, spec.retention_days)
+            metrics.ACTIVITY_PENDING_ERASURES.labels(name).set(self.store.pending_erasures(name))
+
+    def spec(self, dataset: str) -> ActivityDataset:
+        spec = self.policy.activities.get(dataset)
+        if spec is None:
+            known = ", ".join(sorted(self.policy.activities)) or "none"
+            raise AccessDenied(
+                f'"{dataset}" is not an activity dataset', hint=f"Activity datasets in the policy: {known}."
+            )
+        return spec
+
+    # ---- ingestion ----------------------------------------------------------------------------
+
+    def ingest(self, dataset: str, batch: Batch, role: str) -> Ingested:
+        if role not in INGEST_ROLES:
+            raise AccessDenied(
+                f"only the ingest and admin roles may write to activity dataset {dataset}",
+                hint="Analysts read it through privacylens.dau(...) and privacylens.mau(...).",
+            )
+        spec = self.spec(dataset)
+        try:
+            done = self.store.ingest(dataset, batch, spec.mau.window_days, future_grace=spec.grace())
+        except BadEvent as bad:
+            raise BadCopyData(
+                f"{bad}; nothing of this statement was stored",
+                hint="Rows are user_id, ts (e.g. 2025-10-01 08:00:00+00) and op (+ active, - erase).",
+            ) from None
+        metrics.ACTIVITY_EVENTS.labels(dataset).inc(done.events)
+        metrics.ACTIVITY_ERASURES.labels(dataset).inc(done.erasures)
+        return done
+
+    # ---- releases -----------------------------------------------------------------------------
+
+    def describe(self, call: ActivityCall) -> Description:
+        con = _post_engine(call.metric, [])
+        try:
+            described = con.execute(f"DESCRIBE {call.post.sql(dialect='duckdb')}").fetchall()
+        except duckdb.Error as err:
+            raise InvalidParameterValue(
+                f"cannot post-process the released rows: {_first_line(err)}"
+            ) from None
+        finally:
+            con.close()
+        columns = duckdb_columns([(str(r[0]), str(r[1])) for r in described])
+        return Description(call.parameter_types(), columns)  # type: ignore[arg-type]
+
+    async def answer(self, call: ActivityCall, params: list[Any], user: str, role: str) -> Result:
+        if role not in READER_ROLES:
+            raise AccessDenied(
+                f"role {role} may not read DAU or MAU releases", hint="Log in as an analyst or an admin."
+            )
+        dataset, first, last, window = call.bind(params)
+        rows = await asyncio.to_thread(self.release_rows, dataset, call.metric, first, last, window, user)
+        con = _post_engine(call.metric, rows)
+        sql = call.post.sql(dialect="duckdb")
+        try:
+            described = con.execute(f"DESCRIBE {sql}").fetchall()
+            out = con.execute(sql).fetchall()
+        except duckdb.Error as err:
+            raise InvalidParameterValue(
+                f"cannot post-process the released rows: {_first_line(err)}"
+            ) from None
+        finally:
+            con.close()
+        columns: list[Column] = duckdb_columns([(str(r[0]), str(r[1])) for r in described])
+        return Result(columns, out, f"SELECT {len(out)}")
+
+    def release_rows(
+        self,
+        dataset: str,
+        metric: Metric,
+        first: dt.date,
+        last: dt.date,
+        window: int | None,
+        user: str,
+        now: dt.datetime | None = None,
+    ) -> list[tuple]:
+        """One row per day of [first, last] (COLUMNS order); fresh releases are charged."""
+        spec = self.spec(dataset)
+        now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        window = window or spec.mau.window_days
+        if last < first:
+            raise InvalidParameterValue(f"the last day {last} is before the first {first}")
+        if (last - first).days >= MAX_SERIES_DAYS:
+            raise InvalidParameterValue(f"a series may cover at most {MAX_SERIES_DAYS} days")
+        if metric == "mau" and not 1 <= window <= spec.mau.window_days:
+            raise InvalidParameterValue(
+                f"MAU windows of {dataset} are 1 to {spec.mau.window_days} days, not {window}",
+                hint=f"The policy's mau.window_days ({spec.mau.window_days}) is the longest window.",
+            )
+        rows = []
+        day = first
+        while day <= last:
+            rows.append(self._one(dataset, spec, metric, day, window, user, now))
+            day += dt.timedelta(days=1)
+        return rows
+
+    def _one(
+        self,
+        dataset: str,
+        spec: ActivityDataset,
+        metric: Metric,
+        day: dt.date,
+        window: int,
+        user: str,
+        now: dt.datetime,
+    ) -> tuple:
+        size = 1 if metric == "dau" else window
+        head: tuple = (day,) if metric == "dau" else (day, window)
+        complete = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) + spec.lag()
+        if now < complete:
+            metrics.ACTIVITY_RELEASES.labels(dataset, metric, "pending").inc()
+            return (*head, None, None, None, 0.0, 0.0, False, "pending")
+        stored = self.releases.find(dataset, metric, day, size)
+        if stored is not None:
+            metrics.ACTIVITY_RELEASES.labels(dataset, metric, "re-served").inc()
+            return (*head, *_values(stored), 0.0, 0.0, True, "re-served")
+        oldest = now.date() - dt.timedelta(days=spec.retention_days)
+        if day - dt.timedelta(days=size - 1) < dt.date(oldest.year, oldest.month, 1):
+            raise InvalidParameterValue(
+                f"the events of {day - dt.timedelta(days=size - 1)} were deleted at retention "
+                f"({spec.retention_days} days) and it was never released",
+                hint="Days released before retention are still re-served.",
+            )
+        _, event = mechanism_of(metric, spec)
+        terms = self._terms(dataset, spec, metric, day)
+        try:
+            self.releases.check(dataset, metric, event, terms)  # before anything is counted
+        except BudgetExhausted as refused:
+            raise self._cap_refusal(dataset, spec, metric, day, refused) from None
+        first = day - dt.timedelta(days=size - 1)
+        exact = self.store.distinct_users(dataset, first, day)
+        fresh = release(metric, spec, day, size, exact)
+        audited = {"user": user, "metric": metric, "day": day.isoformat(), "window_days": size}
+        try:
+            kept, new = self.releases.keep(dataset, fresh, event, terms, audited)
+        except BudgetExhausted as refused:
+            raise self._cap_refusal(dataset, spec, metric, day, refused) from None
+        metrics.ACTIVITY_RELEASES.labels(dataset, metric, "released" if new else "re-served").inc()
+        if new:
+            metrics.ACTIVITY_EPSILON.labels(dataset, metric).inc(kept.epsilon)
+        return (
+            *head,
+            *_values(kept),
+            kept.epsilon if new else 0.0,
+            kept.delta if new else 0.0,
+            not new,
+            "released" if new else "re-served",
+        )
+
+    def _terms(self, dataset: str, spec: ActivityDataset, metric: Metric, day: dt.date) -> Terms:
+        month = month_of(day)
+        cap = spec.dau.monthly_cap if metric == "dau" else spec.mau.monthly_cap
+        delta = None if metric == "dau" else spec.mau.delta
+        return Terms(PureDP.total(cap), delta, month, f"on the first day of the month after {day:%Y-%m}")
+
+    def _cap_refusal(
+        self, dataset: str, spec: ActivityDataset, metric: Metric, day: dt.date, refused: PgError
+    ) -> BudgetExhausted:
+        cap = spec.dau.monthly_cap if metric == "dau" else spec.mau.monthly_cap
+        spent = self.releases.spent(dataset, metric, month_of(day))
+        return BudgetExhausted(
+            f"the {metric.upper()} budget of {dataset} for {day:%Y-%m} is spent: ε {spent:.4g} of the "
+            f"monthly cap {cap:g} is used and one more release would pass it",
+            hint="Days and windows released already are re-served for free. Each calendar month has its own "
+            "cap; an admin can raise it in the policy (more privacy loss).",
+        )
+
+
+def _values(stored: Stored) -> tuple[int, int, int]:
+    return round(stored.value), round(stored.ci_low), round(stored.ci_high)
+
+
+_DUCK_TYPES = {
+    "date": "DATE",
+    "bigint": "BIGINT",
+    "integer": "INTEGER",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "text": "VARCHAR",
+}
+
+
+def _post_engine(metric: Metric, rows: list[tuple]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB holding only the released rows, with no file or network access."""
+    con = duckdb.connect(config={"enable_external_access": False, "temp_directory": "", "threads": 1})
+    columns = ", ".join(f"{name} {_DUCK_TYPES[t]}" for name, t in COLUMNS[metric])
+    con.execute(f"CREATE TABLE {RELEASED} ({columns})")
+    if rows:
+        marks = ", ".join("?" for _ in COLUMNS[metric])
+        con.executemany(f"INSERT INTO {RELEASED} VALUES ({marks})", rows)
+    return con
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -1,0 +1,213 @@
+"""Released DAU and MAU values: charged and stored in one ledger transaction, then re-served.
+
+A release is keyed by (dataset, metric, day, window). It is computed once: the debit of the monthly
+cap account (`accounts` user `metric:dau` or `metric:mau`, period YYYYMM of the released day), the
+stored value and its audit row commit together, so a released value always has its debit and a
+debit always has its value. Whoever commits first wins; a concurrent second computation is thrown
+away uncharged and the stored value returned instead. Values are never recomputed, so an erasure
+changes only releases made after it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+from privacy.accounting import NoiseEvent
+from privacy.budget import PureDP
+from stores import audit
+from stores import ledger as accounts
+from stores.database import Database, Tx
+from stores.ledger import Terms
+
+Metric = Literal["dau", "mau"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS activity_releases (
+    dataset TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    day TEXT NOT NULL,
+    window_days BIGINT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    ci_low DOUBLE PRECISION NOT NULL,
+    ci_high DOUBLE PRECISION NOT NULL,
+    confidence DOUBLE PRECISION NOT NULL,
+    epsilon DOUBLE PRECISION NOT NULL,
+    delta DOUBLE PRECISION NOT NULL,
+    mechanism TEXT NOT NULL,
+    scale DOUBLE PRECISION NOT NULL,
+    released_at TEXT NOT NULL,
+    PRIMARY KEY (dataset, metric, day, window_days)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Stored:
+    metric: Metric
+    day: dt.date
+    window_days: int
+    value: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    epsilon: float  # what this release was charged
+    delta: float
+    mechanism: str
+    scale: float
+    released_at: str
+
+
+def account(metric: Metric) -> str:
+    """The ledger account of a metric's monthly cap (not a user name: users cannot contain ':')."""
+    return f"metric:{metric}"
+
+
+def month_of(day: dt.date) -> int:
+    """The budget period of a released day: its calendar month as YYYYMM."""
+    return day.year * 100 + day.month
+
+
+class Releases:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.db.create(accounts.SCHEMA + audit.SCHEMA + SCHEMA)  # the debits it writes are the ledger's
+
+    def find(self, dataset: str, metric: Metric, day: dt.date, window_days: int) -> Stored | None:
+        with self.db.read() as tx:
+            return _find(tx, dataset, metric, day, window_days)
+
+    def check(self, dataset: str, metric: Metric, event: NoiseEvent, terms: Terms) -> None:
+        """Refuse (BudgetExhausted) a release the month's cap cannot pay for, before any counting."""
+        with self.db.read() as tx:
+            _price(tx, dataset, metric, event, terms)
+
+    def keep(
+        self, dataset: str, release: Stored, event: NoiseEvent, terms: Terms, audited: dict
+    ) -> tuple[Stored, bool]:
+        """Charge and store `release` in one transaction; (what is stored, whether it is this one)."""
+        with self.db.write() as tx:
+            stored = _find(tx, dataset, release.metric, release.day, release.window_days)
+            if stored is not None:
+                return stored, False
+            fingerprint = f"{dataset}:{release.metric}:{release.day}:{release.window_days}"
+            who = account(release.metric)
+            if terms.delta is None:
+                accounts.debit_pure(
+                    tx, dataset, who, PureDP.from_epsilon(release.epsilon), terms, fingerprint, None, [event]
+                )
+                charged = release.epsilon
+            else:
+                _, cost = accounts.debit_composed(tx, dataset, who, [event], terms, fingerprint, None)
+                charged = cost.epsilon
+            kept = Stored(**{**release.__dict__, "epsilon": charged})
+            tx.execute(
+                "INSERT INTO activity_releases (dataset, metric, day, window_days, value, ci_low, ci_high, "
+                "confidence, epsilon, delta, mechanism, scale, released_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    dataset,
+                    kept.metric,
+                    kept.day.isoformat(),
+                    kept.window_days,
+                    kept.value,
+                    kept.ci_low,
+                    kept.ci_high,
+                    kept.confidence,
+                    kept.epsilon,
+                    kept.delta,
+                    kept.mechanism,
+                    kept.scale,
+                    kept.released_at,
+                ),
+            )
+            audit.append(
+                tx, "activity released", audited.get("user", ""), dataset, {**audited, "epsilon": charged}
+            )
+            return kept, True
+
+    def spent(self, dataset: str, metric: Metric, month: int) -> float:
+        with self.db.read() as tx:
+            row = tx.one(
+                "SELECT spent_micro FROM accounts WHERE dataset = ? AND user_name = ? AND period = ?",
+                (dataset, account(metric), month),
+            )
+        return int(row[0]) / 1_000_000 if row else 0.0
+
+    def events(self, dataset: str, month: int) -> list[NoiseEvent]:
+        """Every noise event released on the dataset's days of this month, both metrics."""
+        with self.db.read() as tx:
+            return [
+                e
+                for metric in ("dau", "mau")
+                for e in accounts.events_spent(tx, dataset, account(metric), month)
+            ]
+
+    def months(self, dataset: str) -> list[int]:
+        rows = self.db.query(
+            "SELECT DISTINCT period FROM accounts WHERE dataset = ? AND user_name LIKE 'metric:%' ORDER BY 1",
+            (dataset,),
+        )
+        return [int(p) for (p,) in rows]
+
+    def count(self, dataset: str) -> dict[str, int]:
+        rows = self.db.query(
+            "SELECT metric, COUNT(*) FROM activity_releases WHERE dataset = ? GROUP BY metric", (dataset,)
+        )
+        return {str(m): int(n) for m, n in rows}
+
+    def reset(self, dataset: str, metric: Metric, month: int, actor: str) -> float:
+        """Forget what the month's cap has spent (more privacy loss: see docs/activity.md); audited."""
+        with self.db.write() as tx:
+            row = tx.one(
+                "SELECT spent_micro FROM accounts WHERE dataset = ? AND user_name = ? AND period = ?",
+                (dataset, account(metric), month),
+            )
+            spent = int(row[0]) / 1_000_000 if row else 0.0
+            tx.execute(
+                "UPDATE accounts SET spent_micro = 0 WHERE dataset = ? AND user_name = ? AND period = ?",
+                (dataset, account(metric), month),
+            )
+            # The debits stay (auditors read them) but leave the month's composition: period -YYYYMM.
+            tx.execute(
+                "UPDATE debits SET period = -period WHERE dataset = ? AND user_name = ? AND period = ?",
+                (dataset, account(metric), month),
+            )
+            audit.append(
+                tx,
+                "activity budget reset",
+                actor,
+                dataset,
+                {"metric": metric, "month": month, "spent": spent},
+            )
+        return spent
+
+
+def _price(tx: Tx, dataset: str, metric: Metric, event: NoiseEvent, terms: Terms) -> None:
+    if terms.delta is None:
+        accounts.pure_headroom(
+            tx, dataset, account(metric), PureDP.from_epsilon(event.sensitivity / event.scale), terms
+        )
+    else:
+        accounts.composed_cost(tx, dataset, account(metric), [event], terms)
+
+
+def _find(tx: Tx, dataset: str, metric: Metric, day: dt.date, window_days: int) -> Stored | None:
+    row = tx.one(
+        "SELECT metric, day, window_days, value, ci_low, ci_high, confidence, epsilon, delta, mechanism, "
+        "scale, released_at FROM activity_releases "
+        "WHERE dataset = ? AND metric = ? AND day = ? AND window_days = ?",
+        (dataset, metric, day.isoformat(), window_days),
+    )
+    if row is None:
+        return None
+    return Stored(
+        row[0],
+        dt.date.fromisoformat(row[1]),
+        int(row[2]),
+        *(float(v) for v in row[3:9]),
+        str(row[9]),
+        float(row[10]),
+        str(row[11]),
+    )

@@ -1,0 +1,174 @@
+"""Activity datasets through a real proxy and real clients: COPY (text and CSV) and INSERT as the
+ingest role, DELETE as an erasure, DAU / MAU releases as analysts read them (re-served, never
+re-noised), refusals with their SQLSTATEs, and kill -9 in the middle of a COPY.
+
+Truth is known because the test writes the events; noise is Laplace with b = 1/0.3 on DAU (a
+miss by more than 40 has probability below 1e-5) and Gaussian σ ≈ 8.1 on MAU (by more than 50: 1e-9).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from tests.proxy_process import ProxyProcess, restart_proxy
+
+
+@pytest.fixture(scope="module")
+def activity_proxy(proxy_factory: Callable[..., ProxyProcess]) -> ProxyProcess:
+    return proxy_factory()
+
+
+def copy_rows(proxy: ProxyProcess, rows: list[tuple[str, str, str]], sql: str | None = None) -> None:
+    with (
+        psycopg.connect(proxy.dsn("ingest"), autocommit=True) as conn,
+        conn.cursor() as cur,
+        cur.copy(sql or "COPY activity (user_id, ts, op) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
+def dau(proxy: ProxyProcess, day: str) -> tuple:
+    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+        return conn.execute(f"SELECT * FROM privacylens.dau('activity', DATE '{day}')").fetchone()
+
+
+def test_copy_then_dau_is_released_once_and_re_served(activity_proxy: ProxyProcess) -> None:
+    copy_rows(activity_proxy, [(f"u{i}", f"2025-10-01 {i % 24:02d}:00:00+00", "+") for i in range(300)])
+    day, value, low, high, epsilon, delta, reserved, status = dau(activity_proxy, "2025-10-01")
+    assert abs(value - 300) < 40 and low <= value <= high and (epsilon, delta, reserved) == (0.3, 0.0, False)
+    assert status == "released"
+    again = dau(activity_proxy, "2025-10-01")
+    assert (
+        again[1:4] == (value, low, high) and again[4] == 0.0 and again[6] is True and again[7] == "re-served"
+    )
+
+
+def test_csv_copy_with_header_and_insert_store_events(activity_proxy: ProxyProcess) -> None:
+    with psycopg.connect(activity_proxy.dsn("ingest"), autocommit=True) as conn, conn.cursor() as cur:
+        with cur.copy("COPY activity (ts, user_id) FROM STDIN WITH (FORMAT csv, HEADER)") as copy:
+            copy.write(b"ts,user_id\n")
+            copy.write("".join(f'2025-10-02 08:00:00+00,"c,{i}"\n' for i in range(150)).encode())
+        cur.execute(
+            "INSERT INTO activity (user_id, ts, op) VALUES (%s, %s, '+'), ('i2', '2025-10-02 09:00+00', '+')",
+            ("i1", "2025-10-02 09:00+00"),
+        )
+        assert cur.rowcount == 2
+    assert abs(dau(activity_proxy, "2025-10-02")[1] - 152) < 40
+
+
+def test_a_bad_row_refuses_the_whole_copy_with_its_line(activity_proxy: ProxyProcess) -> None:
+    rows = [("b1", "2025-10-03 08:00:00+00", "+"), ("b2", "2025-10-03 09:00:00+00", "+"), ("b3", "soon", "+")]
+    rows += [(f"b{i}", "2025-10-03 10:00:00+00", "+") for i in range(4, 200)]
+    with pytest.raises(psycopg.errors.BadCopyFileFormat) as caught:
+        copy_rows(activity_proxy, rows)
+    assert "line 3" in caught.value.diag.message_primary and "nothing" in caught.value.diag.message_primary
+    assert abs(dau(activity_proxy, "2025-10-03")[1]) < 40  # none of the 199 good rows was kept
+
+
+def test_delete_erases_a_person_from_later_releases_only(activity_proxy: ProxyProcess) -> None:
+    people = [f"e{i}" for i in range(200)]
+    copy_rows(activity_proxy, [(p, "2025-10-04 12:00:00+00", "+") for p in people])
+    copy_rows(activity_proxy, [(p, "2025-10-05 12:00:00+00", "+") for p in people])
+    before = dau(activity_proxy, "2025-10-04")
+    assert abs(before[1] - 200) < 40
+    with psycopg.connect(activity_proxy.dsn("ingest"), autocommit=True) as conn:
+        for person in people[:100]:
+            assert conn.execute("DELETE FROM activity WHERE user_id = %s", (person,)).rowcount == 1
+    assert dau(activity_proxy, "2025-10-04")[1:4] == before[1:4]  # released before: unchanged
+    assert abs(dau(activity_proxy, "2025-10-05")[1] - 100) < 40  # released after: without them
+    copy_rows(activity_proxy, [(people[0], "2025-10-05 13:00:00+00", "-")])  # an op '-' row is the same
+
+
+def test_mau_with_parameters_and_post_processing(activity_proxy: ProxyProcess) -> None:
+    copy_rows(activity_proxy, [(f"m{i}", f"2025-10-{1 + i % 20:02d} 12:00:00+00", "+") for i in range(400)])
+    with psycopg.connect(activity_proxy.dsn(), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT day, mau, mau_ci_high - mau_ci_low AS width, status FROM privacylens.mau(%s, %s, 30)",
+            ("activity", "2025-10-25"),
+        ).fetchone()
+        assert str(row[0]) == "2025-10-25" and row[3] == "released" and 20 < row[2] < 60
+        series = conn.execute(
+            "SELECT day, dau FROM privacylens.dau('activity', DATE '2025-10-10', DATE '2025-10-12') "
+            "ORDER BY day DESC"
+        ).fetchall()
+        assert [str(d) for d, _ in series] == ["2025-10-12", "2025-10-11", "2025-10-10"]
+        today = conn.execute("SELECT * FROM privacylens.dau('activity', DATE '2099-01-01')").fetchone()
+        assert today[1] is None and today[4] == 0.0 and today[7] == "pending"  # not complete yet: free
+
+
+def test_refusals(activity_proxy: ProxyProcess) -> None:
+    with (
+        psycopg.connect(activity_proxy.dsn(), autocommit=True) as conn,
+        conn.cursor() as cur,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+        cur.copy("COPY activity FROM STDIN") as copy,
+    ):
+        copy.write_row(("x", "2025-10-01", "+"))
+    with psycopg.connect(activity_proxy.dsn(), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute("COPY employees FROM STDIN")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute("COPY activity TO STDOUT")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(
+                "SELECT * FROM privacylens.dau('activity', DATE '2025-10-01') JOIN employees ON true"
+            )
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute(
+                "SELECT read_text('/etc/passwd') FROM privacylens.dau('activity', DATE '2025-10-01')"
+            )
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SELECT * FROM privacylens.mau('activity', DATE '2025-10-31', 90)")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute("DELETE FROM employees WHERE user_id = 1")
+    with psycopg.connect(activity_proxy.dsn("ingest"), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM privacylens.dau('activity', DATE '2025-10-01')")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute("DELETE FROM activity WHERE ts < '2025-10-01'")
+
+
+def test_the_monthly_cap_refuses_with_53400(activity_proxy: ProxyProcess) -> None:
+    with psycopg.connect(activity_proxy.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT * FROM privacylens.dau('activity', DATE '2025-09-01', DATE '2025-09-10')")
+        with pytest.raises(psycopg.errors.ConfigurationLimitExceeded) as caught:
+            conn.execute("SELECT * FROM privacylens.dau('activity', DATE '2025-09-11')")
+        assert "2025-09" in caught.value.diag.message_primary and caught.value.diag.message_hint
+        assert (
+            len(
+                conn.execute(
+                    "SELECT * FROM privacylens.dau('activity', DATE '2025-09-01', DATE '2025-09-10')"
+                ).fetchall()
+            )
+            == 10
+        )
+
+
+def test_kill_9_during_copy_keeps_acknowledged_copies_and_nothing_of_the_cut_one(
+    proxy_factory: Callable[..., ProxyProcess],
+) -> None:
+    proxy = proxy_factory()
+    copy_rows(proxy, [(f"k{i}", "2025-08-10 12:00:00+00", "+") for i in range(300)])  # acknowledged
+    conn = psycopg.connect(proxy.dsn("ingest"), autocommit=True)
+    with (
+        pytest.raises(psycopg.OperationalError),
+        conn.cursor() as cur,
+        cur.copy("COPY activity (user_id, ts, op) FROM STDIN") as copy,
+    ):
+        for i in range(50_000):
+            copy.write_row((f"cut{i}", "2025-08-11 12:00:00+00", "+"))
+            if i == 20_000:
+                proxy.process.send_signal(signal.SIGKILL)
+                proxy.process.wait()
+    conn.close()
+    restarted = restart_proxy(proxy)
+    try:
+        assert abs(dau(restarted, "2025-08-10")[1] - 300) < 40
+        assert abs(dau(restarted, "2025-08-11")[1]) < 40
+    finally:
+        restarted.stop()
