@@ -9,12 +9,33 @@ that charges it. The interval is the noise's own (post-processing of the release
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
 
 from privacy.accounting import NoiseEvent, gaussian_scale
 from privacy.intervals import additive
 from privacy.mechanisms import Gaussian, Laplace, Mechanism
 from rewriter.policy import ActivityDataset
-from stores.activity_releases import Metric, Stored
+
+Metric = Literal["dau", "mau"]
+
+
+@dataclass(frozen=True)
+class Release:
+    """One released DAU or MAU value, as stored and re-served."""
+
+    metric: Metric
+    day: dt.date
+    window_days: int
+    value: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    epsilon: float  # what this release was charged
+    delta: float
+    mechanism: str
+    scale: float
+    released_at: str
 
 
 def mechanism_of(metric: Metric, spec: ActivityDataset) -> tuple[Mechanism, NoiseEvent]:
@@ -26,7 +47,7 @@ def mechanism_of(metric: Metric, spec: ActivityDataset) -> tuple[Mechanism, Nois
     return Gaussian(sigma, discrete=True), NoiseEvent("discrete_gaussian", sigma, 1.0)
 
 
-def release(metric: Metric, spec: ActivityDataset, day: dt.date, window_days: int, exact: int) -> Stored:
+def release(metric: Metric, spec: ActivityDataset, day: dt.date, window_days: int, exact: int) -> Release:
     """The noisy value of an exact count, with its interval; `epsilon` is the nominal ε until the
     ledger records what the accountant charged."""
     noise, _ = mechanism_of(metric, spec)
@@ -34,7 +55,7 @@ def release(metric: Metric, spec: ActivityDataset, day: dt.date, window_days: in
     interval = additive(value, noise, spec.confidence)
     nominal = spec.dau.epsilon if metric == "dau" else spec.mau.epsilon
     delta = 0.0 if metric == "dau" else spec.mau.delta
-    return Stored(
+    return Release(
         metric,
         day,
         window_days,

@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from answers.activity import mechanism_of, release
+from answers.activity import Metric, Release, mechanism_of, release
 from pgerrors import AccessDenied, BadCopyData, BudgetExhausted, InvalidParameterValue, PgError
 from privacy.budget import PureDP
 from proxy import metrics
@@ -29,7 +29,7 @@ from rewriter.policy import ActivityDataset, Policy
 from rewriter.roles import INGEST_ROLES, READER_ROLES
 from stores.activity import ActivityStore, Ingested
 from stores.activity_input import BadEvent, Batch
-from stores.activity_releases import Metric, Releases, Stored, month_of
+from stores.activity_releases import Releases, month_of
 from stores.database import Database
 from stores.ledger import Terms
 
@@ -227,7 +227,7 @@ class ActivityService:
         )
 
 
-def _values(stored: Stored) -> tuple[int, int, int]:
+def _values(stored: Release) -> tuple[int, int, int]:
     return round(stored.value), round(stored.ci_low), round(stored.ci_high)
 
 

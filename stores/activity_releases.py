@@ -11,17 +11,14 @@ changes only releases made after it.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Literal
 
+from answers.activity import Metric, Release
 from privacy.accounting import NoiseEvent
 from privacy.budget import PureDP
 from stores import audit
 from stores import ledger as accounts
 from stores.database import Database, Tx
 from stores.ledger import Terms
-
-Metric = Literal["dau", "mau"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS activity_releases (
@@ -43,22 +40,6 @@ CREATE TABLE IF NOT EXISTS activity_releases (
 """
 
 
-@dataclass(frozen=True)
-class Stored:
-    metric: Metric
-    day: dt.date
-    window_days: int
-    value: float
-    ci_low: float
-    ci_high: float
-    confidence: float
-    epsilon: float  # what this release was charged
-    delta: float
-    mechanism: str
-    scale: float
-    released_at: str
-
-
 def account(metric: Metric) -> str:
     """The ledger account of a metric's monthly cap (not a user name: users cannot contain ':')."""
     return f"metric:{metric}"
@@ -74,7 +55,7 @@ class Releases:
         self.db = db
         self.db.create(accounts.SCHEMA + audit.SCHEMA + SCHEMA)  # the debits it writes are the ledger's
 
-    def find(self, dataset: str, metric: Metric, day: dt.date, window_days: int) -> Stored | None:
+    def find(self, dataset: str, metric: Metric, day: dt.date, window_days: int) -> Release | None:
         with self.db.read() as tx:
             return _find(tx, dataset, metric, day, window_days)
 
@@ -84,8 +65,8 @@ class Releases:
             _price(tx, dataset, metric, event, terms)
 
     def keep(
-        self, dataset: str, release: Stored, event: NoiseEvent, terms: Terms, audited: dict
-    ) -> tuple[Stored, bool]:
+        self, dataset: str, release: Release, event: NoiseEvent, terms: Terms, audited: dict
+    ) -> tuple[Release, bool]:
         """Charge and store `release` in one transaction; (what is stored, whether it is this one)."""
         with self.db.write() as tx:
             stored = _find(tx, dataset, release.metric, release.day, release.window_days)
@@ -101,7 +82,7 @@ class Releases:
             else:
                 _, cost = accounts.debit_composed(tx, dataset, who, [event], terms, fingerprint, None)
                 charged = cost.epsilon
-            kept = Stored(**{**release.__dict__, "epsilon": charged})
+            kept = Release(**{**release.__dict__, "epsilon": charged})
             tx.execute(
                 "INSERT INTO activity_releases (dataset, metric, day, window_days, value, ci_low, ci_high, "
                 "confidence, epsilon, delta, mechanism, scale, released_at) "
@@ -193,7 +174,7 @@ def _price(tx: Tx, dataset: str, metric: Metric, event: NoiseEvent, terms: Terms
         accounts.composed_cost(tx, dataset, account(metric), [event], terms)
 
 
-def _find(tx: Tx, dataset: str, metric: Metric, day: dt.date, window_days: int) -> Stored | None:
+def _find(tx: Tx, dataset: str, metric: Metric, day: dt.date, window_days: int) -> Release | None:
     row = tx.one(
         "SELECT metric, day, window_days, value, ci_low, ci_high, confidence, epsilon, delta, mechanism, "
         "scale, released_at FROM activity_releases "
@@ -202,7 +183,7 @@ def _find(tx: Tx, dataset: str, metric: Metric, day: dt.date, window_days: int) 
     )
     if row is None:
         return None
-    return Stored(
+    return Release(
         row[0],
         dt.date.fromisoformat(row[1]),
         int(row[2]),

@@ -10,19 +10,17 @@ it exceeds the declared ε only if the mechanism is broken, not by chance (α = 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import duckdb
 import psycopg
 import pytest
-from scipy.stats import beta
 
+from tests.privacy_audit import epsilon_lower_bound, point_estimate
 from tests.proxy_process import ProxyProcess, start_proxy, write_policy
 
 RELEASES = 800
 EPSILON = 2.0  # the policy's max_epsilon: the least noise an analyst can ask for
-ALPHA = 1e-4
 
 
 def _releases(proxy: ProxyProcess) -> tuple[list[float], list[float]]:
@@ -36,24 +34,6 @@ def _releases(proxy: ProxyProcess) -> tuple[list[float], list[float]]:
             counts.append(float(n))
             sums.append(float(total))
     return counts, sums
-
-
-def _epsilon_lower_bound(a: list[float], b: list[float]) -> float:
-    """max over t and direction of log(lower(P_a[x ≥ t]) / upper(P_b[x ≥ t])), at overall level ALPHA."""
-    thresholds = sorted(set(a) | set(b))[:: max(1, len(set(a) | set(b)) // 40)]
-    tests = 4 * len(thresholds)
-    level = ALPHA / tests
-    best = 0.0
-    for t in thresholds:
-        for first, second in ((a, b), (b, a)):
-            for side in (1, -1):
-                hits_first = sum(1 for x in first if side * x >= side * t)
-                hits_second = sum(1 for x in second if side * x >= side * t)
-                low = beta.ppf(level, hits_first, len(first) - hits_first + 1) if hits_first else 0.0
-                high = beta.ppf(1 - level, hits_second + 1, len(second) - hits_second)
-                if low > 0 and high > 0:
-                    best = max(best, math.log(low / high))
-    return best
 
 
 @pytest.mark.slow
@@ -81,19 +61,8 @@ def test_neighbouring_datasets_are_within_the_declared_epsilon(tmp_path: Path, d
     finally:
         for proxy in proxies:
             proxy.stop()
-    assert _epsilon_lower_bound(counts_a, counts_b) <= EPSILON
-    assert _epsilon_lower_bound(sums_a, sums_b) <= EPSILON
+    assert epsilon_lower_bound(counts_a, counts_b) <= EPSILON
+    assert epsilon_lower_bound(sums_a, sums_b) <= EPSILON
     # The audit has power: on point estimates (no confidence correction) the sum's releases do tell
     # the neighbours apart (the sum's share is ε 0.7, scale ~357,000 against the 240,000 removed).
-    assert _point_estimate(sums_a, sums_b) > 0.2
-
-
-def _point_estimate(a: list[float], b: list[float]) -> float:
-    """The largest log(P_a[x ≥ t] / P_b[x ≥ t]) over thresholds hit by at least 50 releases of b."""
-    best = 0.0
-    for t in sorted(set(a)):
-        hits_a = sum(1 for x in a if x >= t)
-        hits_b = sum(1 for x in b if x >= t)
-        if hits_b >= 50:
-            best = max(best, math.log(hits_a / hits_b))
-    return best
+    assert point_estimate(sums_a, sums_b) > 0.2

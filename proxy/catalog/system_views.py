@@ -71,8 +71,8 @@ def readable(view: str, role: str, user: str) -> str | None:
         return None
     if view in ANALYST_VIEWS:
         quoted = "'" + user.replace("'", "''") + "'"
-        if view == "budget":
-            return f"SELECT * FROM {SCHEMA}.budget WHERE user_name = {quoted}"
+        if view == "budget":  # their own accounts, and every activity dataset's monthly caps (shared)
+            return f"SELECT * FROM {SCHEMA}.budget WHERE user_name = {quoted} OR user_name LIKE 'metric:%'"
         return f"SELECT * FROM {SCHEMA}.datasets"
     raise AccessDenied(
         f'role "{role}" may not read privacylens.{view}',
@@ -143,6 +143,26 @@ class SystemViews:
             end = _time(account.period * days * 86_400) if days else None
             out.append((account.dataset, account.user, account.total, account.spent, account.remaining,
                         account.spent / account.total, start, end, account.answers))  # fmt: skip
+        return out + self._activity_budget()
+
+    def _activity_budget(self) -> list[tuple]:
+        """Activity datasets: one row per metric and calendar month with releases (user `metric:dau`)."""
+        out = []
+        for name, spec in sorted(self._policy.activities.items()):
+            rows = self._db.query(
+                "SELECT a.user_name, a.period, a.spent_micro, (SELECT count(*) FROM debits d WHERE "
+                "d.dataset = a.dataset AND d.user_name = a.user_name AND d.period = a.period) "
+                "FROM accounts a WHERE a.dataset = ? AND a.user_name LIKE 'metric:%' AND a.period > 0 "
+                "ORDER BY a.period, a.user_name",
+                (name,),
+            )
+            for user, period, spent_micro, answers in rows:
+                cap = spec.dau.monthly_cap if user == "metric:dau" else spec.mau.monthly_cap
+                year, month = divmod(int(period), 100)
+                start = dt.datetime(year, month, 1)
+                end = dt.datetime(year + month // 12, month % 12 + 1, 1)
+                spent = int(spent_micro) / 1e6
+                out.append((name, user, cap, spent, max(cap - spent, 0.0), spent / cap, start, end, answers))
         return out
 
     def _ledger(self) -> list[tuple]:
