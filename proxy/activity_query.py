@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from answers.activity import Metric, Release, mechanism_of, release
-from pgerrors import AccessDenied, BadCopyData, BudgetExhausted, InvalidParameterValue, PgError
+from pgerrors import AccessDenied, BadCopyData, BudgetExhausted, InvalidParameterValue
 from privacy.budget import PureDP
 from proxy import metrics
 from proxy.results import Column, Description, Result, duckdb_columns
@@ -148,82 +148,93 @@ class ActivityService:
                 f"MAU windows of {dataset} are 1 to {spec.mau.window_days} days, not {window}",
                 hint=f"The policy's mau.window_days ({spec.mau.window_days}) is the longest window.",
             )
+        days = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
+        size = 1 if metric == "dau" else window
+        complete = {
+            d: now >= dt.datetime.combine(d + dt.timedelta(days=1), dt.time()) + spec.lag() for d in days
+        }
+        stored = self.releases.find(dataset, metric, [d for d in days if complete[d]], size)
+        fresh = [d for d in days if complete[d] and d not in stored]
+        kept = self._release(dataset, spec, metric, fresh, size, user, now) if fresh else {}
         rows = []
-        day = first
-        while day <= last:
-            rows.append(self._one(dataset, spec, metric, day, window, user, now))
-            day += dt.timedelta(days=1)
+        for day in days:
+            head: tuple = (day,) if metric == "dau" else (day, size)
+            if not complete[day]:
+                outcome, row = "pending", (*head, None, None, None, 0.0, 0.0, False, "pending")
+            elif day in stored:
+                outcome, row = "re-served", (*head, *_values(stored[day]), 0.0, 0.0, True, "re-served")
+            else:
+                release, new = kept[day]
+                outcome = "released" if new else "re-served"
+                charged = (release.epsilon, release.delta) if new else (0.0, 0.0)
+                row = (*head, *_values(release), *charged, not new, outcome)
+            metrics.ACTIVITY_RELEASES.labels(dataset, metric, outcome).inc()
+            rows.append(row)
         return rows
 
-    def _one(
+    def _release(
         self,
         dataset: str,
         spec: ActivityDataset,
         metric: Metric,
-        day: dt.date,
-        window: int,
+        days: list[dt.date],
+        size: int,
         user: str,
         now: dt.datetime,
-    ) -> tuple:
-        size = 1 if metric == "dau" else window
-        head: tuple = (day,) if metric == "dau" else (day, window)
-        complete = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) + spec.lag()
-        if now < complete:
-            metrics.ACTIVITY_RELEASES.labels(dataset, metric, "pending").inc()
-            return (*head, None, None, None, 0.0, 0.0, False, "pending")
-        stored = self.releases.find(dataset, metric, day, size)
-        if stored is not None:
-            metrics.ACTIVITY_RELEASES.labels(dataset, metric, "re-served").inc()
-            return (*head, *_values(stored), 0.0, 0.0, True, "re-served")
+    ) -> dict[dt.date, tuple[Release, bool]]:
+        """Fresh releases of these days: caps checked for all of them before anything is counted,
+        then one count per month, then charged and stored in one ledger transaction."""
         oldest = now.date() - dt.timedelta(days=spec.retention_days)
-        if day - dt.timedelta(days=size - 1) < dt.date(oldest.year, oldest.month, 1):
-            raise InvalidParameterValue(
-                f"the events of {day - dt.timedelta(days=size - 1)} were deleted at retention "
-                f"({spec.retention_days} days) and it was never released",
-                hint="Days released before retention are still re-served.",
-            )
+        horizon = dt.date(oldest.year, oldest.month, 1)
+        for day in days:
+            if day - dt.timedelta(days=size - 1) < horizon:
+                raise InvalidParameterValue(
+                    f"the events of {day - dt.timedelta(days=size - 1)} were deleted at retention "
+                    f"({spec.retention_days} days) and {day} was never released",
+                    hint="Days released before retention are still re-served.",
+                )
         _, event = mechanism_of(metric, spec)
-        terms = self._terms(dataset, spec, metric, day)
+        nominal = spec.dau.epsilon if metric == "dau" else spec.mau.epsilon
+        by_month: dict[int, list[dt.date]] = {}
+        for day in days:
+            by_month.setdefault(month_of(day), []).append(day)
+        for month_days in by_month.values():
+            terms = self._terms(spec, metric, month_days[0])
+            try:
+                self.releases.check(dataset, metric, len(month_days), event, nominal, terms)
+            except BudgetExhausted:
+                raise self._cap_refusal(dataset, spec, metric, month_days[0], len(month_days)) from None
+        if metric == "dau":
+            counts = self.store.daily_users(dataset, min(days), max(days))
+        else:
+            counts = self.store.window_users(dataset, days, size)
+        noised = [release(metric, spec, day, size, counts.get(day, 0)) for day in days]
         try:
-            self.releases.check(dataset, metric, event, terms)  # before anything is counted
-        except BudgetExhausted as refused:
-            raise self._cap_refusal(dataset, spec, metric, day, refused) from None
-        first = day - dt.timedelta(days=size - 1)
-        exact = self.store.distinct_users(dataset, first, day)
-        fresh = release(metric, spec, day, size, exact)
-        audited = {"user": user, "metric": metric, "day": day.isoformat(), "window_days": size}
-        try:
-            kept, new = self.releases.keep(dataset, fresh, event, terms, audited)
-        except BudgetExhausted as refused:
-            raise self._cap_refusal(dataset, spec, metric, day, refused) from None
-        metrics.ACTIVITY_RELEASES.labels(dataset, metric, "released" if new else "re-served").inc()
-        if new:
-            metrics.ACTIVITY_EPSILON.labels(dataset, metric).inc(kept.epsilon)
-        return (
-            *head,
-            *_values(kept),
-            kept.epsilon if new else 0.0,
-            kept.delta if new else 0.0,
-            not new,
-            "released" if new else "re-served",
-        )
+            kept = self.releases.keep(dataset, noised, event, lambda d: self._terms(spec, metric, d), user)
+        except BudgetExhausted:  # another process spent the cap between the check and now
+            raise self._cap_refusal(dataset, spec, metric, days[0], len(days)) from None
+        for stored, new in kept:
+            if new:
+                metrics.ACTIVITY_EPSILON.labels(dataset, metric).inc(stored.epsilon)
+        return {day: pair for day, pair in zip(days, kept, strict=True)}
 
-    def _terms(self, dataset: str, spec: ActivityDataset, metric: Metric, day: dt.date) -> Terms:
+    def _terms(self, spec: ActivityDataset, metric: Metric, day: dt.date) -> Terms:
         month = month_of(day)
         cap = spec.dau.monthly_cap if metric == "dau" else spec.mau.monthly_cap
         delta = None if metric == "dau" else spec.mau.delta
         return Terms(PureDP.total(cap), delta, month, f"on the first day of the month after {day:%Y-%m}")
 
     def _cap_refusal(
-        self, dataset: str, spec: ActivityDataset, metric: Metric, day: dt.date, refused: PgError
+        self, dataset: str, spec: ActivityDataset, metric: Metric, day: dt.date, releases: int
     ) -> BudgetExhausted:
         cap = spec.dau.monthly_cap if metric == "dau" else spec.mau.monthly_cap
         spent = self.releases.spent(dataset, metric, month_of(day))
+        asked = "one more release" if releases == 1 else f"{releases} more releases"
         return BudgetExhausted(
             f"the {metric.upper()} budget of {dataset} for {day:%Y-%m} is spent: ε {spent:.4g} of the "
-            f"monthly cap {cap:g} is used and one more release would pass it",
-            hint="Days and windows released already are re-served for free. Each calendar month has its own "
-            "cap; an admin can raise it in the policy (more privacy loss).",
+            f"monthly cap {cap:g} is used and {asked} would pass it",
+            hint="Days and windows released already are re-served for free; ask for fewer new days. Each "
+            "calendar month has its own cap; an admin can raise it in the policy (more privacy loss).",
         )
 
 

@@ -153,12 +153,17 @@ class ActivityStore:
         temporary, final = self.segments.stage(dataset, epoch)
         con.register("erased", _erased_frame(erased))
         inner, outer = _pads(key)
+        # One HMAC per distinct person (not per event), then the erasure anti-join on the result.
         written = con.execute(
             f"""COPY (
-                SELECT {_HMAC} AS pseudonym, CAST(ev.t AS DATE) AS day, ev.t AS ts FROM ev
-                WHERE ev.op = '+' AND CAST(ev.t AS DATE) IN (SELECT unnest($days::DATE[]))
-                  AND NOT EXISTS (SELECT 1 FROM erased x WHERE x.pseudonym = {_HMAC} AND ev.t <= x.ts)
-                ORDER BY day
+                WITH people AS (SELECT DISTINCT user_id FROM ev WHERE op = '+'),
+                named AS (SELECT user_id, {_HMAC} AS pseudonym FROM people ev),
+                e AS (
+                    SELECT named.pseudonym, CAST(ev.t AS DATE) AS day, ev.t AS ts
+                    FROM ev JOIN named USING (user_id)
+                    WHERE ev.op = '+' AND CAST(ev.t AS DATE) IN (SELECT unnest($days::DATE[]))
+                )
+                SELECT pseudonym, day, ts FROM e WHERE {_NOT_ERASED} ORDER BY day
             ) TO '{_quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)""",
             {"inner": inner, "outer": outer, "days": days},
         ).fetchone()
@@ -187,6 +192,49 @@ class ActivityStore:
                 out[day] = int(counted.get(day, 0))
                 day += dt.timedelta(days=1)
         return out
+
+    def window_users(self, dataset: str, ends: Sequence[dt.date], window_days: int) -> dict[dt.date, int]:
+        """Exact distinct people in the `window_days` days ending on each of `ends`: one query per
+        epoch, each window counted in the pseudonyms of the epoch it ends in."""
+        out: dict[dt.date, int] = {end: 0 for end in ends}
+        by_epoch: dict[str, list[dt.date]] = {}
+        for end in ends:
+            by_epoch.setdefault(epoch_of(end)[0], []).append(end)
+        for epoch, epoch_ends in by_epoch.items():
+            out.update(self._windows(dataset, epoch, epoch_ends, window_days))
+        return out
+
+    def _windows(self, dataset: str, epoch: str, ends: list[dt.date], window_days: int) -> dict[dt.date, int]:
+        for attempt in range(3):
+            files = self.segments.files(dataset, epoch)
+            if not files:
+                return {}
+            con = _duck()
+            try:
+                con.register(
+                    "erased", _erased_frame([(p, ts) for p, ts, _ in self.erasures.names(dataset, epoch)])
+                )
+                rows = con.execute(
+                    f"""WITH ends AS (SELECT unnest($ends::DATE[]) AS end_day),
+                    e AS (SELECT pseudonym, day, ts FROM read_parquet($files) e
+                          WHERE day BETWEEN $first AND $last AND {_NOT_ERASED})
+                    SELECT end_day, COUNT(DISTINCT pseudonym) FROM ends
+                    JOIN e ON e.day > end_day - $window::INTEGER AND e.day <= end_day GROUP BY end_day""",
+                    {
+                        "ends": ends,
+                        "files": [str(f) for f in files],
+                        "first": min(ends) - dt.timedelta(days=window_days - 1),
+                        "last": max(ends),
+                        "window": window_days,
+                    },
+                ).fetchall()
+                return {day: int(n) for day, n in rows}
+            except duckdb.IOException:
+                if attempt == 2:
+                    raise
+            finally:
+                con.close()
+        return {}
 
     def _count(
         self, dataset: str, epoch: str, first: dt.date, last: dt.date, by_day: bool

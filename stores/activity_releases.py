@@ -11,6 +11,7 @@ changes only releases made after it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 
 from answers.activity import Metric, Release
 from privacy.accounting import NoiseEvent
@@ -55,58 +56,45 @@ class Releases:
         self.db = db
         self.db.create(accounts.SCHEMA + audit.SCHEMA + SCHEMA)  # the debits it writes are the ledger's
 
-    def find(self, dataset: str, metric: Metric, day: dt.date, window_days: int) -> Release | None:
+    def find(
+        self, dataset: str, metric: Metric, days: Sequence[dt.date], window_days: int
+    ) -> dict[dt.date, Release]:
+        """The stored releases among these days (one read)."""
         with self.db.read() as tx:
-            return _find(tx, dataset, metric, day, window_days)
+            found = {day: _find(tx, dataset, metric, day, window_days) for day in days}
+        return {day: r for day, r in found.items() if r is not None}
 
-    def check(self, dataset: str, metric: Metric, event: NoiseEvent, terms: Terms) -> None:
-        """Refuse (BudgetExhausted) a release the month's cap cannot pay for, before any counting."""
+    def check(
+        self, dataset: str, metric: Metric, releases: int, event: NoiseEvent, epsilon: float, terms: Terms
+    ) -> None:
+        """Refuse (BudgetExhausted) `releases` new releases of one month that its cap cannot pay for
+        (pure: ε each; (ε, δ): `event` each, composed), before anything is counted."""
         with self.db.read() as tx:
-            _price(tx, dataset, metric, event, terms)
+            if terms.delta is None:
+                price = PureDP(PureDP.from_epsilon(epsilon).micro * releases)
+                accounts.pure_headroom(tx, dataset, account(metric), price, terms)
+            else:
+                accounts.composed_cost(tx, dataset, account(metric), [event] * releases, terms)
 
     def keep(
-        self, dataset: str, release: Release, event: NoiseEvent, terms: Terms, audited: dict
-    ) -> tuple[Release, bool]:
-        """Charge and store `release` in one transaction; (what is stored, whether it is this one)."""
+        self,
+        dataset: str,
+        releases: Sequence[Release],
+        event: NoiseEvent,
+        terms_of: Callable[[dt.date], Terms],
+        user: str,
+    ) -> list[tuple[Release, bool]]:
+        """Charge and store releases in one transaction: each (what is stored, whether it is this one:
+        a release another process stored first is returned instead, and this one is not charged)."""
+        out = []
         with self.db.write() as tx:
-            stored = _find(tx, dataset, release.metric, release.day, release.window_days)
-            if stored is not None:
-                return stored, False
-            fingerprint = f"{dataset}:{release.metric}:{release.day}:{release.window_days}"
-            who = account(release.metric)
-            if terms.delta is None:
-                accounts.debit_pure(
-                    tx, dataset, who, PureDP.from_epsilon(release.epsilon), terms, fingerprint, None, [event]
-                )
-                charged = release.epsilon
-            else:
-                _, cost = accounts.debit_composed(tx, dataset, who, [event], terms, fingerprint, None)
-                charged = cost.epsilon
-            kept = Release(**{**release.__dict__, "epsilon": charged})
-            tx.execute(
-                "INSERT INTO activity_releases (dataset, metric, day, window_days, value, ci_low, ci_high, "
-                "confidence, epsilon, delta, mechanism, scale, released_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    dataset,
-                    kept.metric,
-                    kept.day.isoformat(),
-                    kept.window_days,
-                    kept.value,
-                    kept.ci_low,
-                    kept.ci_high,
-                    kept.confidence,
-                    kept.epsilon,
-                    kept.delta,
-                    kept.mechanism,
-                    kept.scale,
-                    kept.released_at,
-                ),
-            )
-            audit.append(
-                tx, "activity released", audited.get("user", ""), dataset, {**audited, "epsilon": charged}
-            )
-            return kept, True
+            for release in releases:
+                stored = _find(tx, dataset, release.metric, release.day, release.window_days)
+                if stored is not None:
+                    out.append((stored, False))
+                    continue
+                out.append((_keep(tx, dataset, release, event, terms_of(release.day), user), True))
+        return out
 
     def spent(self, dataset: str, metric: Metric, month: int) -> float:
         with self.db.read() as tx:
@@ -165,13 +153,33 @@ class Releases:
         return spent
 
 
-def _price(tx: Tx, dataset: str, metric: Metric, event: NoiseEvent, terms: Terms) -> None:
+def _keep(tx: Tx, dataset: str, release: Release, event: NoiseEvent, terms: Terms, user: str) -> Release:
+    fingerprint = f"{dataset}:{release.metric}:{release.day}:{release.window_days}"
+    who = account(release.metric)
     if terms.delta is None:
-        accounts.pure_headroom(
-            tx, dataset, account(metric), PureDP.from_epsilon(event.sensitivity / event.scale), terms
+        accounts.debit_pure(
+            tx, dataset, who, PureDP.from_epsilon(release.epsilon), terms, fingerprint, None, [event]
         )
+        charged = release.epsilon
     else:
-        accounts.composed_cost(tx, dataset, account(metric), [event], terms)
+        _, cost = accounts.debit_composed(tx, dataset, who, [event], terms, fingerprint, None)
+        charged = cost.epsilon
+    kept = Release(**{**release.__dict__, "epsilon": charged})
+    tx.execute(
+        "INSERT INTO activity_releases (dataset, metric, day, window_days, value, ci_low, ci_high, "
+        "confidence, epsilon, delta, mechanism, scale, released_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (dataset, kept.metric, kept.day.isoformat(), kept.window_days, kept.value, kept.ci_low, kept.ci_high,
+         kept.confidence, kept.epsilon, kept.delta, kept.mechanism, kept.scale, kept.released_at),
+    )  # fmt: skip
+    detail = {
+        "metric": kept.metric,
+        "day": kept.day.isoformat(),
+        "window_days": kept.window_days,
+        "epsilon": charged,
+    }
+    audit.append(tx, "activity released", user, dataset, detail)
+    return kept
 
 
 def _find(tx: Tx, dataset: str, metric: Metric, day: dt.date, window_days: int) -> Release | None:
