@@ -53,7 +53,7 @@ def queries() -> Iterator[tuple[str, str, str]]:
 def test_dashboards_reference_provisioned_datasources() -> None:
     uids = datasource_uids()
     assert uids == {"privacylens", "privacylens-analyst", "prometheus"}
-    assert len(DASHBOARDS) == 4
+    assert len(DASHBOARDS) == 5
     for path in DASHBOARDS:
         board = json.loads(path.read_text())
         assert board["uid"] and board["title"] and board["panels"]
@@ -83,6 +83,7 @@ def grafana_sql(
     low, high = window or (now - dt.timedelta(days=1), now + dt.timedelta(minutes=1))
     start, end = (t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in (low, high))
     sql = re.sub(r"\$__timeFilter\((\w+)\)", rf"\1 BETWEEN '{start}' AND '{end}'", sql)
+    sql = sql.replace("$__timeFrom()", f"'{start}'").replace("$__timeTo()", f"'{end}'")
 
     def group(match: re.Match[str]) -> str:
         column, interval = match.group(1), match.group(2)
@@ -163,6 +164,47 @@ def test_the_analyst_dashboard_refreshes_for_free(proxy_factory: Callable[..., P
     assert debits() == spent + 2  # 7 new days in one release for the daily panel, a week for the weekly
     days = {row[0]: row for row in first[0]}
     assert all(days[row[0]] == row for row in slid[0] if row[0] in days)  # released days never change
+
+
+def test_the_activity_dashboard_shows_dau_and_mau_bands_and_refreshes_for_free(
+    proxy_factory: Callable[..., ProxyProcess],
+) -> None:
+    """Both panels over the dashboard's own range, after the demo's kind of events are COPY'd in:
+    a band around every value, the first refresh charges each day once, the next charges nothing."""
+    import sqlite3
+
+    from demo.activity import events
+
+    board = json.loads((GRAFANA / "dashboards/privacylens-activity.json").read_text())
+    start = dt.datetime.fromisoformat(board["time"]["from"].replace("Z", "+00:00"))
+    end = dt.datetime.fromisoformat(board["time"]["to"].replace("Z", "+00:00"))
+    proxy = proxy_factory()
+    with (
+        psycopg.connect(proxy.dsn("ingest"), autocommit=True) as conn,
+        conn.cursor() as cur,
+        cur.copy("COPY activity (user_id, ts, op) FROM STDIN") as copy,
+    ):
+        for row in events(61, 800, end.date()):
+            copy.write_row(row)
+
+    def refresh() -> list[list[tuple]]:
+        with psycopg.connect(proxy.dsn("analyst"), autocommit=True) as conn:
+            out = []
+            for panel in board["panels"]:
+                cursor = conn.execute(grafana_sql(panel["targets"][0]["rawSql"], window=(start, end)))
+                assert [c.name for c in cursor.description or []][0] == "time"
+                rows = cursor.fetchall()
+                assert len(rows) == 61 and all(low <= value <= high for _, value, low, high in rows)
+                out.append(rows)
+            return out
+
+    def debits() -> int:
+        with sqlite3.connect(proxy.ledger) as db:
+            return db.execute("SELECT COUNT(*) FROM debits").fetchone()[0]
+
+    first = refresh()
+    assert debits() == 2 * 61  # every day once per panel
+    assert refresh() == first and debits() == 2 * 61
 
 
 @pytest.fixture(scope="module")
