@@ -16,7 +16,6 @@ import pytest
 
 from tests.proxy_process import ProxyProcess, restart_proxy
 
-
 LESS_NOISE = {"activity:dau.epsilon": 0.3}  # the demo's 0.1 fits every day of a month; tests want b = 3.3
 
 
