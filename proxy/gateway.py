@@ -200,7 +200,18 @@ class Gateway:
     def _activity_call(self, statement: Statement) -> ActivityCall | None:
         if statement.kind is not Kind.AGGREGATE:
             return None
-        return activity_call(statement.tree)
+        call = activity_call(statement.tree)
+        if call is None and statement.tree is not None:
+            named = {t.name.lower() for t in statement.tree.find_all(exp.Table) if not t.db}
+            for dataset in sorted(named & set(self.policy.activities)):
+                raise FeatureNotAllowed(
+                    f"activity dataset {dataset} is read through privacylens.dau(...) and "
+                    "privacylens.mau(...)",
+                    hint=f"e.g. SELECT day, dau FROM privacylens.dau('{dataset}', DATE '2025-10-01', "
+                    f"DATE '2025-10-31') ORDER BY day, or privacylens.mau('{dataset}', DATE '2025-10-31', "
+                    "30)",
+                )
+        return call
 
     def _written_activity(self, statement: Statement) -> str:
         table = written_table(statement.tree) if statement.tree is not None else None

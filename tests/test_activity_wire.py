@@ -128,6 +128,11 @@ def test_refusals(activity_proxy: ProxyProcess) -> None:
             conn.execute("SELECT * FROM privacylens.mau('activity', DATE '2025-10-31', 90)")
         with pytest.raises(psycopg.errors.FeatureNotSupported):
             conn.execute("DELETE FROM employees WHERE user_id = 1")
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:  # the BI shape: pointed on
+            conn.execute(
+                "SELECT date_trunc('day', ts), COUNT(DISTINCT user_id) FROM activity GROUP BY 1 ORDER BY 1"
+            )
+        assert "privacylens.dau('activity'" in caught.value.diag.message_hint
     with psycopg.connect(activity_proxy.dsn("ingest"), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM privacylens.dau('activity', DATE '2025-10-01')")
