@@ -35,6 +35,7 @@ from proxy.session import (
     show_name,
 )
 from proxy.session_settings import SERVER_VERSION_LONG
+from rewriter.activity_bi import bi_dau
 from rewriter.activity_call import ActivityCall, activity_call
 from rewriter.activity_write import erased_user, insert_rows, written_table
 from rewriter.catalog_query import CatalogQuery, plan_catalog, reads_no_data
@@ -204,13 +205,7 @@ class Gateway:
         if call is None and statement.tree is not None:
             named = {t.name.lower() for t in statement.tree.find_all(exp.Table) if not t.db}
             for dataset in sorted(named & set(self.policy.activities)):
-                raise FeatureNotAllowed(
-                    f"activity dataset {dataset} is read through privacylens.dau(...) and "
-                    "privacylens.mau(...)",
-                    hint=f"e.g. SELECT day, dau FROM privacylens.dau('{dataset}', DATE '2025-10-01', "
-                    f"DATE '2025-10-31') ORDER BY day, or privacylens.mau('{dataset}', DATE '2025-10-31', "
-                    "30)",
-                )
+                return bi_dau(statement.tree, dataset, self.policy.activities[dataset])
         return call
 
     def _written_activity(self, statement: Statement) -> str:

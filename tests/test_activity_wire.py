@@ -103,6 +103,33 @@ def test_mau_with_parameters_and_post_processing(activity_proxy: ProxyProcess) -
         assert today[1] is None and today[4] == 0.0 and today[7] == "pending"  # not complete yet: free
 
 
+def test_the_bi_shape_is_the_dau_series(activity_proxy: ProxyProcess) -> None:
+    copy_rows(activity_proxy, [(f"bi{i}", f"2025-07-{20 + i % 3:02d} 12:00:00+00", "+") for i in range(300)])
+    with psycopg.connect(activity_proxy.dsn(), autocommit=True) as conn:
+        cursor = conn.execute(
+            "SELECT date_trunc('day', ts) AS day, COUNT(DISTINCT user_id) AS users FROM activity "
+            "WHERE ts >= '2025-07-20' AND ts < '2025-07-23' GROUP BY 1 ORDER BY 1"
+        )
+        rows = cursor.fetchall()
+        assert [c.name for c in cursor.description] == ["day", "users", "users_ci_low", "users_ci_high"]
+        assert [str(r[0]) for r in rows] == [
+            "2025-07-20 00:00:00",
+            "2025-07-21 00:00:00",
+            "2025-07-22 00:00:00",
+        ]
+        assert all(abs(r[1] - 100) < 40 and r[2] <= r[1] <= r[3] for r in rows)
+        series = conn.execute(
+            "SELECT day, dau FROM privacylens.dau('activity', DATE '2025-07-20', DATE '2025-07-22') "
+            "ORDER BY day"
+        ).fetchall()
+        assert [r[1] for r in rows] == [v for _, v in series]  # the same releases, re-served
+        casted = conn.execute(
+            "SELECT CAST(ts AS date), count(DISTINCT user_id) FROM activity "
+            "WHERE ts BETWEEN '2025-07-20' AND '2025-07-22 23:59:59' GROUP BY CAST(ts AS date)"
+        ).fetchall()
+        assert sorted(r[1] for r in casted) == sorted(r[1] for r in rows)
+
+
 def test_refusals(activity_proxy: ProxyProcess) -> None:
     with (
         psycopg.connect(activity_proxy.dsn(), autocommit=True) as conn,
@@ -128,11 +155,13 @@ def test_refusals(activity_proxy: ProxyProcess) -> None:
             conn.execute("SELECT * FROM privacylens.mau('activity', DATE '2025-10-31', 90)")
         with pytest.raises(psycopg.errors.FeatureNotSupported):
             conn.execute("DELETE FROM employees WHERE user_id = 1")
-        with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:  # the BI shape: pointed on
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:  # no range: pointed on
             conn.execute(
                 "SELECT date_trunc('day', ts), COUNT(DISTINCT user_id) FROM activity GROUP BY 1 ORDER BY 1"
             )
         assert "privacylens.dau('activity'" in caught.value.diag.message_hint
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute("SELECT user_id, COUNT(*) FROM activity GROUP BY 1")
     with psycopg.connect(activity_proxy.dsn("ingest"), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM privacylens.dau('activity', DATE '2025-10-01')")
