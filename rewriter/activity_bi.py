@@ -74,7 +74,7 @@ def bi_dau(tree: exp.Expression, dataset: str, spec: ActivityDataset) -> Activit
 
 
 def _is_day_key(node: exp.Expression, time: str) -> bool:
-    if isinstance(node, exp.TimestampTrunc) or (isinstance(node, exp.DateTrunc)):
+    if isinstance(node, (exp.TimestampTrunc, exp.DateTrunc)):
         unit = node.args.get("unit")
         return _is_column(node.this, time) and unit is not None and unit.name.lower() == "day"
     if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DATE:
