@@ -129,11 +129,12 @@ def _run(service, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-d
         except BadEvent as bad:
             print(f"ERROR: {args.source}, {bad}; nothing was stored", file=sys.stderr)
             return 1
-        done = service.ingest(dataset, batch, "admin")
+        done = service.ingest(dataset, batch, "admin", f"cli:{getpass.getuser()}")
         print(f"stored {done.events} events and {done.erasures} erasures in {dataset}")
         return 0
     if args.command == "erase":
-        service.store.erase(dataset, args.user_id, window_days=service.spec(dataset).mau.window_days)
+        window = service.spec(dataset).mau.window_days
+        service.store.erase(dataset, args.user_id, window_days=window, actor=f"cli:{getpass.getuser()}")
         print(f"erasure recorded: {args.user_id} leaves every later release of {dataset}")
         return 0
     if args.command == "flush-deletes":

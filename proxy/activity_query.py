@@ -71,7 +71,7 @@ class ActivityService:
 
     # ---- ingestion ----------------------------------------------------------------------------
 
-    def ingest(self, dataset: str, batch: Batch, role: str) -> Ingested:
+    def ingest(self, dataset: str, batch: Batch, role: str, actor: str | None = None) -> Ingested:
         if role not in INGEST_ROLES:
             raise AccessDenied(
                 f"only the ingest and admin roles may write to activity dataset {dataset}",
@@ -79,7 +79,9 @@ class ActivityService:
             )
         spec = self.spec(dataset)
         try:
-            done = self.store.ingest(dataset, batch, spec.mau.window_days, future_grace=spec.grace())
+            done = self.store.ingest(
+                dataset, batch, spec.mau.window_days, future_grace=spec.grace(), actor=actor
+            )
         except BadEvent as bad:
             raise BadCopyData(
                 f"{bad}; nothing of this statement was stored",

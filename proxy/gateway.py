@@ -230,7 +230,7 @@ class Gateway:
         assert statement.copy is not None
         copy = statement.copy
         batch = await asyncio.to_thread(read_batch_or_refuse, data, copy.format, copy.columns, copy.header)
-        done = await asyncio.to_thread(self._activity().ingest, dataset, batch, state.role)
+        done = await asyncio.to_thread(self._activity().ingest, dataset, batch, state.role, state.user)
         return Result(None, [], f"COPY {done.events + done.erasures}")
 
     async def _activity_write(self, statement: Statement, state: SessionState, params: list[Any]) -> Result:
@@ -241,14 +241,13 @@ class Gateway:
             user_id = erased_user(statement.tree, spec.user_id, params)
             now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             batch = Batch.of_rows([(user_id, now.isoformat(), "-")])
-            await asyncio.to_thread(service.ingest, dataset, batch, state.role)
-            await self._audit("activity erasure", state.user, dataset)
+            await asyncio.to_thread(service.ingest, dataset, batch, state.role, state.user)
             return Result(None, [], "DELETE 1")
         assert isinstance(statement.tree, exp.Insert)
         columns, rows = insert_rows(statement.tree, params)
         order = [columns.index(c) if c in columns else None for c in ("user_id", "ts", "op")]
         full = [tuple(row[i] if i is not None else "+" for i in order) for row in rows]
-        done = await asyncio.to_thread(service.ingest, dataset, Batch.of_rows(full), state.role)
+        done = await asyncio.to_thread(service.ingest, dataset, Batch.of_rows(full), state.role, state.user)
         return Result(None, [], f"INSERT 0 {done.events + done.erasures}")
 
     async def audit_refusal(self, state: SessionState, error: PgError, statement: str = "") -> None:

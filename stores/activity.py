@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from stores import audit
 from stores.activity_input import BadEvent, Batch
 from stores.activity_segments import Segments, Staged, fsync_file
 from stores.database import Database, as_database
@@ -58,6 +59,7 @@ class ActivityStore:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.keys = keys or PseudonymKeys(self.db)
+        self.db.create(audit.SCHEMA)
         self.erasures = ErasureLedger(self.db, self.folder)
         self.segments = Segments(self.db, self.folder)
 
@@ -70,8 +72,10 @@ class ActivityStore:
         window_days: int = 30,
         now: dt.datetime | None = None,
         future_grace: dt.timedelta = dt.timedelta(minutes=5),
+        actor: str | None = None,
     ) -> Ingested:
-        """Store a batch: all of it, durably, before returning, or (BadEvent) none of it."""
+        """Store a batch: all of it, durably, before returning, or (BadEvent) none of it. With an
+        `actor`, the batch's audit row (who, how many events and erasures) commits with it."""
         if len(batch) == 0:
             return Ingested(0, 0)
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -112,6 +116,10 @@ class ActivityStore:
                 with self.db.write() as tx:
                     self.erasures.record(tx, dataset, erasures)
                     self.segments.commit(tx, dataset, [s for s in staged if s.events], through)
+                    if actor is not None:
+                        added = sum(1 for op in batch.op if op == "+")
+                        detail = {"events": added, "erasures": len(erasures)}
+                        audit.append(tx, "activity ingested", actor, dataset, detail)
             except BaseException:
                 for s in staged:
                     s.temporary.unlink(missing_ok=True)
@@ -126,10 +134,17 @@ class ActivityStore:
         finally:
             con.close()
 
-    def erase(self, dataset: str, user_id: str, ts: dt.datetime | None = None, window_days: int = 30) -> None:
+    def erase(
+        self,
+        dataset: str,
+        user_id: str,
+        ts: dt.datetime | None = None,
+        window_days: int = 30,
+        actor: str | None = None,
+    ) -> None:
         """Record one erasure (now, unless `ts`): the person's events up to then leave every later count."""
         moment = (ts or dt.datetime.now(dt.UTC).replace(tzinfo=None)).isoformat()
-        self.ingest(dataset, Batch.of_rows([(user_id, moment, "-")]), window_days)
+        self.ingest(dataset, Batch.of_rows([(user_id, moment, "-")]), window_days, actor=actor)
 
     def _erasures(self, con: duckdb.DuckDBPyConnection, dataset: str, window_days: int) -> list[Erasure]:
         rows = con.execute("SELECT user_id, t FROM ev WHERE op = '-' ORDER BY line").fetchall()

@@ -84,6 +84,13 @@ def test_delete_erases_a_person_from_later_releases_only(activity_proxy: ProxyPr
     assert dau(activity_proxy, "2025-10-04")[1:4] == before[1:4]  # released before: unchanged
     assert abs(dau(activity_proxy, "2025-10-05")[1] - 100) < 40  # released after: without them
     copy_rows(activity_proxy, [(people[0], "2025-10-05 13:00:00+00", "-")])  # an op '-' row is the same
+    with psycopg.connect(activity_proxy.dsn("auditor"), autocommit=True) as conn:
+        audited = conn.execute(
+            "SELECT user_name, detail FROM privacylens.audit WHERE kind = 'activity ingested' "
+            "ORDER BY id DESC"
+        ).fetchall()
+    assert audited[0][0] == "ingest" and '"erasures": 1' in audited[0][1]  # who wrote what, no ids
+    assert all("e1" not in detail for _, detail in audited)
 
 
 def test_mau_with_parameters_and_post_processing(activity_proxy: ProxyProcess) -> None:
