@@ -137,6 +137,34 @@ def test_the_bi_shape_is_the_dau_series(activity_proxy: ProxyProcess) -> None:
         assert sorted(r[1] for r in casted) == sorted(r[1] for r in rows)
 
 
+def test_concurrent_askers_of_a_fresh_day_share_one_release_and_one_charge(
+    activity_proxy: ProxyProcess,
+) -> None:
+    import sqlite3
+    import threading
+
+    copy_rows(activity_proxy, [(f"r{i}", "2025-06-15 12:00:00+00", "+") for i in range(100)])
+    answers: list[tuple] = []
+    start = threading.Barrier(8)
+
+    def ask() -> None:
+        start.wait()
+        answers.append(dau(activity_proxy, "2025-06-15"))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(answers) == 8 and len({a[1:4] for a in answers}) == 1  # one value for everyone
+    assert sum(1 for a in answers if not a[6]) == 1  # one of them was the fresh release
+    with sqlite3.connect(activity_proxy.ledger) as db:
+        (debits,) = db.execute(
+            "SELECT COUNT(*) FROM debits WHERE fingerprint = 'activity:dau:2025-06-15:1'"
+        ).fetchone()
+    assert debits == 1
+
+
 def test_refusals(activity_proxy: ProxyProcess) -> None:
     with (
         psycopg.connect(activity_proxy.dsn(), autocommit=True) as conn,
