@@ -110,9 +110,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(service, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
-    from stores.activity_input import BadEvent, read_batch
-
     dataset = args.dataset
+    actor = f"cli:{getpass.getuser()}"
     if args.command == "ingest":
         if args.if_empty and service.store.segments.epochs(dataset):
             print(f"{dataset} holds events already: skipped")
@@ -120,21 +119,16 @@ def _run(service, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-d
         path = Path(args.source)
         fmt = "jsonl" if path.suffix == ".jsonl" else "csv"
         text = path.read_text(encoding="utf-8")
-        header = fmt == "csv" and text.split("\n", 1)[0].replace(" ", "").lower().startswith("user_id,")
-        columns = ("user_id", "ts", "op")
-        if header:
-            columns = tuple(c.strip().lower() for c in text.split("\n", 1)[0].split(","))
-        try:
-            batch = read_batch(text, fmt, columns, header)
-        except BadEvent as bad:
-            print(f"ERROR: {args.source}, {bad}; nothing was stored", file=sys.stderr)
-            return 1
-        done = service.ingest(dataset, batch, "admin", f"cli:{getpass.getuser()}")
+        first_line = text.split("\n", 1)[0]
+        header = fmt == "csv" and first_line.replace(" ", "").lower().startswith("user_id,")
+        columns = (
+            tuple(c.strip().lower() for c in first_line.split(",")) if header else ("user_id", "ts", "op")
+        )
+        done = service.ingest_text(dataset, text, fmt, columns, header, "admin", actor)
         print(f"stored {done.events} events and {done.erasures} erasures in {dataset}")
         return 0
     if args.command == "erase":
-        window = service.spec(dataset).mau.window_days
-        service.store.erase(dataset, args.user_id, window_days=window, actor=f"cli:{getpass.getuser()}")
+        service.erase(dataset, args.user_id, "admin", actor)
         print(f"erasure recorded: {args.user_id} leaves every later release of {dataset}")
         return 0
     if args.command == "flush-deletes":

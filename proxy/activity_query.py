@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from rewriter.activity_call import COLUMNS, RELEASED, ActivityCall
 from rewriter.policy import ActivityDataset, Policy
 from rewriter.roles import INGEST_ROLES, READER_ROLES
 from stores.activity import ActivityStore, Ingested
-from stores.activity_input import BadEvent, Batch
+from stores.activity_input import BadEvent, Batch, Format, read_batch
 from stores.activity_releases import Releases, month_of
 from stores.database import Database
 from stores.ledger import Terms
@@ -72,38 +74,48 @@ class ActivityService:
     # ---- ingestion ----------------------------------------------------------------------------
 
     def ingest(self, dataset: str, batch: Batch, role: str, actor: str | None = None) -> Ingested:
+        spec = self._writable(dataset, role)
+        with _refusing_bad_rows():
+            done = self.store.ingest(
+                dataset, batch, spec.mau.window_days, future_grace=spec.grace(), actor=actor
+            )
+        metrics.ACTIVITY_EVENTS.labels(dataset).inc(done.events)
+        metrics.ACTIVITY_ERASURES.labels(dataset).inc(done.erasures)
+        return done
+
+    def ingest_text(
+        self,
+        dataset: str,
+        data: bytes | str,
+        fmt: Format,
+        columns: Sequence[str],
+        header: bool,
+        role: str,
+        actor: str | None = None,
+    ) -> Ingested:
+        """COPY data or a file's text: read, checked and stored all or nothing."""
+        self._writable(dataset, role)
+        with _refusing_bad_rows():
+            batch = read_batch(data, fmt, columns, header)
+        return self.ingest(dataset, batch, role, actor)
+
+    def erase(self, dataset: str, user_id: str, role: str, actor: str | None = None) -> None:
+        """An erasure request as of now: the person leaves every later release."""
+        moment = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
+        self.ingest(dataset, Batch.of_rows([(user_id, moment, "-")]), role, actor)
+
+    def _writable(self, dataset: str, role: str) -> ActivityDataset:
         if role not in INGEST_ROLES:
             raise AccessDenied(
                 f"only the ingest and admin roles may write to activity dataset {dataset}",
                 hint="Analysts read it through privacylens.dau(...) and privacylens.mau(...).",
             )
-        spec = self.spec(dataset)
-        try:
-            done = self.store.ingest(
-                dataset, batch, spec.mau.window_days, future_grace=spec.grace(), actor=actor
-            )
-        except BadEvent as bad:
-            raise BadCopyData(
-                f"{bad}; nothing of this statement was stored",
-                hint="Rows are user_id, ts (e.g. 2025-10-01 08:00:00+00) and op (+ active, - erase).",
-            ) from None
-        metrics.ACTIVITY_EVENTS.labels(dataset).inc(done.events)
-        metrics.ACTIVITY_ERASURES.labels(dataset).inc(done.erasures)
-        return done
+        return self.spec(dataset)
 
     # ---- releases -----------------------------------------------------------------------------
 
     def describe(self, call: ActivityCall) -> Description:
-        con = _post_engine(call.metric, [])
-        try:
-            described = con.execute(f"DESCRIBE {call.post.sql(dialect='duckdb')}").fetchall()
-        except duckdb.Error as err:
-            raise InvalidParameterValue(
-                f"cannot post-process the released rows: {_first_line(err)}"
-            ) from None
-        finally:
-            con.close()
-        columns = duckdb_columns([(str(r[0]), str(r[1])) for r in described])
+        columns, _ = _post_process(call, [], run=False)
         return Description(call.parameter_types(), columns)  # type: ignore[arg-type]
 
     async def answer(self, call: ActivityCall, params: list[Any], user: str, role: str) -> Result:
@@ -113,18 +125,7 @@ class ActivityService:
             )
         dataset, first, last, window = call.bind(params)
         rows = await asyncio.to_thread(self.release_rows, dataset, call.metric, first, last, window, user)
-        con = _post_engine(call.metric, rows)
-        sql = call.post.sql(dialect="duckdb")
-        try:
-            described = con.execute(f"DESCRIBE {sql}").fetchall()
-            out = con.execute(sql).fetchall()
-        except duckdb.Error as err:
-            raise InvalidParameterValue(
-                f"cannot post-process the released rows: {_first_line(err)}"
-            ) from None
-        finally:
-            con.close()
-        columns: list[Column] = duckdb_columns([(str(r[0]), str(r[1])) for r in described])
+        columns, out = _post_process(call, rows, run=True)
         return Result(columns, out, f"SELECT {len(out)}")
 
     def release_rows(
@@ -263,6 +264,34 @@ def _post_engine(metric: Metric, rows: list[tuple]) -> duckdb.DuckDBPyConnection
         marks = ", ".join("?" for _ in COLUMNS[metric])
         con.executemany(f"INSERT INTO {RELEASED} VALUES ({marks})", rows)
     return con
+
+
+def _post_process(call: ActivityCall, rows: list[tuple], run: bool) -> tuple[list[Column], list[tuple]]:
+    """The query around the call, over the released rows only: its columns and (if `run`) rows."""
+    con = _post_engine(call.metric, rows)
+    sql = call.post.sql(dialect="duckdb")
+    try:
+        described = con.execute(f"DESCRIBE {sql}").fetchall()
+        out = con.execute(sql).fetchall() if run else []
+    except duckdb.Error as err:
+        raise InvalidParameterValue(f"cannot post-process the released rows: {_first_line(err)}") from None
+    finally:
+        con.close()
+    return duckdb_columns([(str(r[0]), str(r[1])) for r in described]), out
+
+
+@contextmanager
+def _refusing_bad_rows() -> Iterator[None]:
+    """A row that is not an event refuses the whole statement (22P04), naming its line."""
+    try:
+        yield
+    except BadEvent as bad:
+        raise BadCopyData(
+            f"{bad}; nothing of this statement was stored",
+            hint="Rows are user_id, ts (e.g. 2025-10-01 08:00:00+00) and op (+ active, - erase).",
+        ) from None
+    except UnicodeDecodeError:
+        raise BadCopyData("the data is not UTF-8; nothing of this statement was stored") from None
 
 
 def _first_line(err: Exception) -> str:

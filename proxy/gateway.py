@@ -9,7 +9,6 @@ reaches a data engine or spends budget. Everything else is refused.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from sqlglot import exp
 
 from engines.base import Engines
-from pgerrors import BadCopyData, FeatureNotAllowed, PgError
+from pgerrors import FeatureNotAllowed, PgError
 from proxy import metrics
 from proxy.activity_query import ActivityService
 from proxy.catalog.engine import CatalogEngine
@@ -42,7 +41,7 @@ from rewriter.catalog_query import CatalogQuery, plan_catalog, reads_no_data
 from rewriter.parse import Kind, Statement
 from rewriter.policy import Policy
 from rewriter.schema_probe import probe_columns
-from stores.activity_input import BadEvent, Batch, read_batch
+from stores.activity_input import Batch
 from stores.audit import AuditLog, redact
 from stores.ledger import Ledger
 from stores.monitor import Monitor
@@ -229,8 +228,16 @@ class Gateway:
         dataset = self._copied_activity(statement)
         assert statement.copy is not None
         copy = statement.copy
-        batch = await asyncio.to_thread(read_batch_or_refuse, data, copy.format, copy.columns, copy.header)
-        done = await asyncio.to_thread(self._activity().ingest, dataset, batch, state.role, state.user)
+        done = await asyncio.to_thread(
+            self._activity().ingest_text,
+            dataset,
+            data,
+            copy.format,
+            copy.columns,
+            copy.header,
+            state.role,
+            state.user,
+        )
         return Result(None, [], f"COPY {done.events + done.erasures}")
 
     async def _activity_write(self, statement: Statement, state: SessionState, params: list[Any]) -> Result:
@@ -239,9 +246,7 @@ class Gateway:
         spec = service.spec(dataset)
         if isinstance(statement.tree, exp.Delete):
             user_id = erased_user(statement.tree, spec.user_id, params)
-            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-            batch = Batch.of_rows([(user_id, now.isoformat(), "-")])
-            await asyncio.to_thread(service.ingest, dataset, batch, state.role, state.user)
+            await asyncio.to_thread(service.erase, dataset, user_id, state.role, state.user)
             return Result(None, [], "DELETE 1")
         assert isinstance(statement.tree, exp.Insert)
         columns, rows = insert_rows(statement.tree, params)
@@ -328,12 +333,3 @@ def _dataset_of(statement: Statement, policy: Policy) -> str:
     table = statement.tree.find(exp.Table) if statement.tree is not None else None
     name = table.name.lower() if table is not None else ""
     return name if name in policy.datasets else "-"
-
-
-def read_batch_or_refuse(data: bytes, fmt: str, columns: Sequence[str], header: bool) -> Batch:
-    try:
-        return read_batch(data, fmt, columns, header)  # type: ignore[arg-type]
-    except BadEvent as bad:
-        raise BadCopyData(f"{bad}; nothing of this COPY was stored") from None
-    except UnicodeDecodeError:
-        raise BadCopyData("COPY data is not UTF-8; nothing of this COPY was stored") from None

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -88,6 +89,8 @@ class ActivityStore:
                 "AS TIMESTAMP) AS t, op, line FROM raw"
             )
             erasures = self._erasures(con, dataset, window_days)
+            counted = con.execute("SELECT count(*) FROM ev WHERE op = '+'").fetchone()
+            added = int(counted[0]) if counted else 0
             days = [
                 d for (d,) in con.execute("SELECT DISTINCT CAST(t AS DATE) FROM ev WHERE op = '+'").fetchall()
             ]
@@ -117,7 +120,6 @@ class ActivityStore:
                     self.erasures.record(tx, dataset, erasures)
                     self.segments.commit(tx, dataset, [s for s in staged if s.events], through)
                     if actor is not None:
-                        added = sum(1 for op in batch.op if op == "+")
                         detail = {"events": added, "erasures": len(erasures)}
                         audit.append(tx, "activity ingested", actor, dataset, detail)
             except BaseException:
@@ -129,8 +131,7 @@ class ActivityStore:
                 if not s.events:
                     s.temporary.unlink(missing_ok=True)
             self.erasures.append_journal(dataset, erasures)
-            added = con.execute("SELECT count(*) FROM ev WHERE op = '+'").fetchone()
-            return Ingested(int(added[0]) if added else 0, len(erasures))
+            return Ingested(added, len(erasures))
         finally:
             con.close()
 
@@ -220,64 +221,51 @@ class ActivityStore:
         return out
 
     def _windows(self, dataset: str, epoch: str, ends: list[dt.date], window_days: int) -> dict[dt.date, int]:
-        for attempt in range(3):
-            files = self.segments.files(dataset, epoch)
-            if not files:
-                return {}
-            con = _duck()
-            try:
-                con.register(
-                    "erased", _erased_frame([(p, ts) for p, ts, _ in self.erasures.names(dataset, epoch)])
-                )
-                rows = con.execute(
-                    f"""WITH ends AS (SELECT unnest($ends::DATE[]) AS end_day),
-                    e AS (SELECT pseudonym, day, ts FROM read_parquet($files) e
-                          WHERE day BETWEEN $first AND $last AND {_NOT_ERASED})
-                    SELECT end_day, COUNT(DISTINCT pseudonym) FROM ends
-                    JOIN e ON e.day > end_day - $window::INTEGER AND e.day <= end_day GROUP BY end_day""",
-                    {
-                        "ends": ends,
-                        "files": [str(f) for f in files],
-                        "first": min(ends) - dt.timedelta(days=window_days - 1),
-                        "last": max(ends),
-                        "window": window_days,
-                    },
-                ).fetchall()
-                return {day: int(n) for day, n in rows}
-            except duckdb.IOException:
-                if attempt == 2:
-                    raise
-            finally:
-                con.close()
-        return {}
+        rows = self._counted(
+            dataset,
+            epoch,
+            f"""WITH ends AS (SELECT unnest($ends::DATE[]) AS end_day),
+            e AS (SELECT pseudonym, day, ts FROM read_parquet($files) e
+                  WHERE day BETWEEN $first AND $last AND {_NOT_ERASED})
+            SELECT end_day, COUNT(DISTINCT pseudonym) FROM ends
+            JOIN e ON e.day > end_day - $window::INTEGER AND e.day <= end_day GROUP BY end_day""",
+            {
+                "ends": ends,
+                "first": min(ends) - dt.timedelta(days=window_days - 1),
+                "last": max(ends),
+                "window": window_days,
+            },
+        )
+        return {day: n for day, n in rows}
 
     def _count(
         self, dataset: str, epoch: str, first: dt.date, last: dt.date, by_day: bool
     ) -> list[tuple[dt.date | None, int]]:
+        group = "day" if by_day else "NULL"
+        return self._counted(
+            dataset,
+            epoch,
+            f"""SELECT {group} AS day, COUNT(DISTINCT pseudonym) FROM read_parquet($files) e
+            WHERE day BETWEEN $first AND $last AND {_NOT_ERASED} GROUP BY 1""",
+            {"first": first, "last": last},
+        )
+
+    def _counted(self, dataset: str, epoch: str, sql: str, params: dict) -> list[tuple[Any, int]]:
+        """(key, count) rows of a count over the epoch's live segments (`$files`), with its erasures
+        registered as `erased`; listed again if a segment was swept between listing and reading."""
         for attempt in range(3):
             files = self.segments.files(dataset, epoch)
             if not files:
                 return []
             con = _duck()
             try:
-                con.register(
-                    "erased", _erased_frame([(p, ts) for p, ts, _ in self.erasures.names(dataset, epoch)])
-                )
-                group = "day" if by_day else "NULL"
-                return [
-                    (day, int(n))
-                    for day, n in con.execute(
-                        f"""SELECT {group} AS day, COUNT(DISTINCT pseudonym) FROM read_parquet(?) e
-                        WHERE day BETWEEN ? AND ?
-                          AND {_NOT_ERASED}
-                        GROUP BY 1""",
-                        [[str(f) for f in files], first, last],
-                    ).fetchall()
-                ]
+                names = [(p, ts) for p, ts, _ in self.erasures.names(dataset, epoch)]
+                con.register("erased", _erased_frame(names))
+                rows = con.execute(sql, {**params, "files": [str(f) for f in files]}).fetchall()
+                return [(key, int(n)) for key, n in rows]
             except duckdb.IOException:
                 if attempt == 2:
                     raise
-                continue  # a segment was swept between listing and reading: list again
             finally:
                 con.close()
         return []

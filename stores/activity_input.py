@@ -10,7 +10,6 @@ common case) is split in a few C-level calls; anything else goes row by row.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,10 +148,3 @@ def _jsonl(text: str) -> Batch:
     batch = Batch.of_rows(rows)
     batch.line = np.array(lines, dtype=np.int64)
     return batch
-
-
-def csv_text(rows: Sequence[Sequence[object]]) -> str:
-    """Rows as CSV text (the CLI's synthetic generator writes this)."""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(rows)
-    return out.getvalue()

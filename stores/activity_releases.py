@@ -104,28 +104,6 @@ class Releases:
             )
         return int(row[0]) / 1_000_000 if row else 0.0
 
-    def events(self, dataset: str, month: int) -> list[NoiseEvent]:
-        """Every noise event released on the dataset's days of this month, both metrics."""
-        with self.db.read() as tx:
-            return [
-                e
-                for metric in ("dau", "mau")
-                for e in accounts.events_spent(tx, dataset, account(metric), month)
-            ]
-
-    def months(self, dataset: str) -> list[int]:
-        rows = self.db.query(
-            "SELECT DISTINCT period FROM accounts WHERE dataset = ? AND user_name LIKE 'metric:%' ORDER BY 1",
-            (dataset,),
-        )
-        return [int(p) for (p,) in rows]
-
-    def count(self, dataset: str) -> dict[str, int]:
-        rows = self.db.query(
-            "SELECT metric, COUNT(*) FROM activity_releases WHERE dataset = ? GROUP BY metric", (dataset,)
-        )
-        return {str(m): int(n) for m, n in rows}
-
     def reset(self, dataset: str, metric: Metric, month: int, actor: str) -> float:
         """Forget what the month's cap has spent (more privacy loss: see docs/activity.md); audited."""
         with self.db.write() as tx:

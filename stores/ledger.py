@@ -124,23 +124,11 @@ class Ledger:
         Pure ε: the cost rounded up to the micro-ε. (ε, δ): the growth of the account's composed ε at
         the budget's δ (privacy.accounting), at least one micro-ε.
         """
-        if terms.delta is None:
-            price = PureDP.from_epsilon(cost.epsilon)
-            balance = self._debit(dataset, user, price, terms, fingerprint, audited)
-            return balance, price
-        return self._debit_events(dataset, user, cost.events, terms, fingerprint, audited)
-
-    def _debit(
-        self,
-        dataset: str,
-        user: str,
-        cost: PureDP,
-        terms: Terms,
-        fingerprint: str,
-        audited: dict[str, Any] | None,
-    ) -> Balance:
         with self.db.write() as tx:
-            return debit_pure(tx, dataset, user, cost, terms, fingerprint, audited)
+            if terms.delta is None:
+                price = PureDP.from_epsilon(cost.epsilon)
+                return debit_pure(tx, dataset, user, price, terms, fingerprint, audited), price
+            return debit_composed(tx, dataset, user, cost.events, terms, fingerprint, audited)
 
     def secret(self, name: str) -> str:
         """A random secret made once and kept: stable across restarts and shared by replicas."""
@@ -181,19 +169,6 @@ class Ledger:
                 assert row is not None
                 kept[key] = str(row[0])
         return kept
-
-    def _debit_events(
-        self,
-        dataset: str,
-        user: str,
-        events: Sequence[NoiseEvent],
-        terms: Terms,
-        fingerprint: str,
-        audited: dict[str, Any] | None,
-    ) -> tuple[Balance, PureDP]:
-        """(ε, δ) budgets: compose the period's events with these and charge the growth of ε at δ."""
-        with self.db.write() as tx:
-            return debit_composed(tx, dataset, user, events, terms, fingerprint, audited)
 
 
 def pure_headroom(tx: Tx, dataset: str, user: str, cost: PureDP, terms: Terms) -> int:
