@@ -89,6 +89,15 @@ def test_raw_ids_never_reach_a_file_and_pseudonyms_are_the_epoch_hmac(tmp_path: 
             assert b"alice@example.com" not in data and b"bob@example.com" not in data, path
     (stored,) = duckdb.connect().execute(f"SELECT pseudonym FROM '{files[0]}'").fetchone()
     assert bytes(stored) == hmac.digest(key, b"alice@example.com", "sha256")
+    # ids DuckDB could read as escapes or quotes are hashed as their UTF-8 text, like hmac.digest
+    store = ActivityStore(str(ledger), folder)
+    odd = ["\\x41", "o'brien", 'quote"d', "tab\there", "ünï 名前", "a" * 300]
+    store.ingest("odd", Batch.of_rows([(u, "2025-10-04 09:00", "+") for u in odd]))
+    key = store.keys.key("odd", dt.date(2025, 10, 4))
+    paths = [str(f) for f in store.segments.files("odd", "2025-10")]
+    rows = duckdb.connect().execute(f"SELECT pseudonym FROM read_parquet({paths})").fetchall()
+    assert {bytes(r[0]) for r in rows} == {hmac.digest(key, u.encode(), "sha256") for u in odd}
+    store.close()
 
 
 def test_counts_with_erasures_and_windows_match_an_independent_count(
