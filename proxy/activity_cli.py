@@ -1,5 +1,5 @@
 """The `privacylens` commands of activity datasets: ingest, erase, flush-deletes, generate-synthetic,
-dau, mau, reset-budget. They act on the same ledger and event folder as the server (settings
+dau, mau, rotate-salt, reset-budget. They act on the same ledger and event folder as the server (settings
 `ledger`, `activity_store`, `policy`) and are safe to run beside it."""
 
 from __future__ import annotations
@@ -58,6 +58,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         release.add_argument("--user", default=f"cli:{getpass.getuser()}", help="who asks, for the audit log")
         where(release)
 
+    rotate = commands.add_parser("rotate-salt", help="start a new pseudonym key on a future day (audited)")
+    rotate.add_argument("--dataset", required=True)
+    rotate.add_argument(
+        "--effective", type=dt.date.fromisoformat, required=True, help="first day of the new key"
+    )
+    where(rotate)
+
     reset = commands.add_parser(
         "reset-budget", help="forget a month's DAU or MAU spending (more privacy loss; audited)"
     )
@@ -68,7 +75,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     where(reset)
 
 
-COMMANDS = frozenset({"ingest", "erase", "flush-deletes", "generate-synthetic", "dau", "mau", "reset-budget"})
+COMMANDS = frozenset(
+    {"ingest", "erase", "flush-deletes", "generate-synthetic", "dau", "mau", "rotate-salt", "reset-budget"}
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,6 +146,15 @@ def _run(service, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-d
             f"purged {flushed.purged} erased events in {flushed.epochs} months; "
             f"{flushed.segments} segments left"
         )
+        return 0
+    if args.command == "rotate-salt":
+        made = service.rotate(dataset, args.effective, actor)
+        print(f"events of {dataset} from {made.effective} on get a new pseudonym key")
+        if made.counts_from > made.effective:
+            print(
+                f"windows ending before {made.counts_from} reach back to events stored under the old key: "
+                "they keep being counted (and written) under it, so nobody counts twice"
+            )
         return 0
     if args.command == "reset-budget":
         year, month = (int(p) for p in args.month.split("-"))

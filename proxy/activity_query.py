@@ -33,7 +33,9 @@ from stores.activity import ActivityStore, Ingested
 from stores.activity_input import BadEvent, Batch, Format, read_batch
 from stores.activity_releases import Releases, month_of
 from stores.database import Database
+from stores.epochs import Rotation
 from stores.ledger import Terms
+from stores.pseudonyms import ShreddedKey
 
 log = logging.getLogger("privacylens.activity")
 
@@ -103,6 +105,20 @@ class ActivityService:
         """An erasure request as of now: the person leaves every later release."""
         moment = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat()
         self.ingest(dataset, Batch.of_rows([(user_id, moment, "-")]), role, actor)
+
+    def rotate(
+        self, dataset: str, effective: dt.date, actor: str, now: dt.datetime | None = None
+    ) -> Rotation:
+        """A new pseudonym key from `effective` (admin command; audited)."""
+        spec = self.spec(dataset)
+        try:
+            return self.store.rotate(dataset, effective, spec.mau.window_days, actor, now, spec.grace())
+        except ValueError as bad:
+            raise InvalidParameterValue(
+                str(bad),
+                hint="Events up to now (plus the ingestion grace) may be stored already and keep their key; "
+                "pick a later --effective day.",
+            ) from None
 
     def _writable(self, dataset: str, role: str) -> ActivityDataset:
         if role not in INGEST_ROLES:
@@ -207,10 +223,16 @@ class ActivityService:
                 self.releases.check(dataset, metric, len(month_days), event, nominal, terms)
             except BudgetExhausted:
                 raise self._cap_refusal(dataset, spec, metric, month_days[0], len(month_days)) from None
-        if metric == "dau":
-            counts = self.store.daily_users(dataset, min(days), max(days))
-        else:
-            counts = self.store.window_users(dataset, days, size)
+        try:
+            if metric == "dau":
+                counts = self.store.daily_users(dataset, min(days), max(days))
+            else:
+                counts = self.store.window_users(dataset, days, size)
+        except ShreddedKey as gone:
+            raise InvalidParameterValue(
+                f"{gone}; days not released before then can no longer be",
+                hint="Days released before retention are still re-served.",
+            ) from None
         noised = [release(metric, spec, day, size, counts.get(day, 0)) for day in days]
         try:
             kept = self.releases.keep(dataset, noised, event, lambda d: self._terms(spec, metric, d), user)

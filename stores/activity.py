@@ -31,8 +31,9 @@ from stores import audit
 from stores.activity_input import BadEvent, Batch
 from stores.activity_segments import Segments, Staged, fsync_file
 from stores.database import Database, as_database
+from stores.epochs import Rotation
 from stores.erasures import Erasure, ErasureLedger
-from stores.pseudonyms import PseudonymKeys, ShreddedKey, epoch_of
+from stores.pseudonyms import PseudonymKeys, ShreddedKey
 
 log = logging.getLogger("privacylens.activity")
 
@@ -95,9 +96,10 @@ class ActivityStore:
                 d for (d,) in con.execute("SELECT DISTINCT CAST(t AS DATE) FROM ev WHERE op = '+'").fetchall()
             ]
             targets: dict[str, tuple[bytes, list[dt.date]]] = {}
+            calendar = self.keys.calendar(dataset)
             for day in days:
                 try:
-                    pairs = self.keys.keys_for_event(dataset, day, window_days)
+                    pairs = self.keys.keys_for_event(dataset, day, window_days, calendar)
                 except ShreddedKey:
                     line = con.execute(
                         "SELECT min(line) FROM ev WHERE op = '+' AND CAST(t AS DATE) = ?", [day]
@@ -150,10 +152,11 @@ class ActivityStore:
     def _erasures(self, con: duckdb.DuckDBPyConnection, dataset: str, window_days: int) -> list[Erasure]:
         rows = con.execute("SELECT user_id, t FROM ev WHERE op = '-' ORDER BY line").fetchall()
         out = []
+        calendar = self.keys.calendar(dataset)
         for user_id, moment in rows:
             # Keys for every epoch an event up to this moment can be stored under, so a late event
             # (ingested after the erasure, dated before it) is erased too.
-            self.keys.keys_for_event(dataset, moment.date(), window_days)
+            self.keys.keys_for_event(dataset, moment.date(), window_days, calendar)
             out.append(Erasure.new(moment, dict(self.keys.pseudonyms_of(dataset, user_id))))
         return out
 
@@ -190,20 +193,22 @@ class ActivityStore:
     # ---- counting -----------------------------------------------------------------------------
 
     def distinct_users(self, dataset: str, first: dt.date, last: dt.date) -> int:
-        """Exact number of people active on any day of [first, last], counted in the pseudonyms of
-        the epoch `last` falls in (the window's own epoch: one pseudonym per person)."""
-        epoch = epoch_of(last)[0]
+        """Exact number of people active on any day of [first, last]: a window ending on `last`,
+        counted in the pseudonyms of the epoch that counts it (one pseudonym per person)."""
+        epoch = self.keys.calendar(dataset).counting(last).name
         rows = self._count(dataset, epoch, first, last, by_day=False)
         return int(rows[0][1]) if rows else 0
 
     def daily_users(self, dataset: str, first: dt.date, last: dt.date) -> dict[dt.date, int]:
-        """Exact DAU of every day of [first, last] (days without events are 0)."""
+        """Exact DAU of every day of [first, last] (days without events are 0), each day counted
+        in the epoch holding it."""
+        calendar = self.keys.calendar(dataset)
         out: dict[dt.date, int] = {}
         day = first
         while day <= last:
-            _, _, ends = epoch_of(day)
-            stop = min(last, ends - dt.timedelta(days=1))
-            counted = dict(self._count(dataset, epoch_of(day)[0], day, stop, by_day=True))
+            epoch = calendar.holding(day)
+            stop = min(last, epoch.ends - dt.timedelta(days=1))
+            counted = dict(self._count(dataset, epoch.name, day, stop, by_day=True))
             while day <= stop:
                 out[day] = int(counted.get(day, 0))
                 day += dt.timedelta(days=1)
@@ -211,14 +216,35 @@ class ActivityStore:
 
     def window_users(self, dataset: str, ends: Sequence[dt.date], window_days: int) -> dict[dt.date, int]:
         """Exact distinct people in the `window_days` days ending on each of `ends`: one query per
-        epoch, each window counted in the pseudonyms of the epoch it ends in."""
+        epoch, each window counted in the pseudonyms of the epoch that counts it."""
+        calendar = self.keys.calendar(dataset)
         out: dict[dt.date, int] = {end: 0 for end in ends}
         by_epoch: dict[str, list[dt.date]] = {}
         for end in ends:
-            by_epoch.setdefault(epoch_of(end)[0], []).append(end)
+            by_epoch.setdefault(calendar.counting(end).name, []).append(end)
         for epoch, epoch_ends in by_epoch.items():
             out.update(self._windows(dataset, epoch, epoch_ends, window_days))
         return out
+
+    def rotate(
+        self,
+        dataset: str,
+        effective: dt.date,
+        window_days: int,
+        actor: str,
+        now: dt.datetime | None = None,
+        future_grace: dt.timedelta = dt.timedelta(minutes=5),
+    ) -> Rotation:
+        """A new pseudonym key from `effective` on (audited). Nothing stored can be dated after
+        now + grace (ingestion refuses it), so `effective` must come later; the windows that reach
+        back before it was decided stay counted under the old key (`stores.epochs`)."""
+        now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        latest = (now + future_grace).date()
+        with self.db.write() as tx:
+            made = self.keys.rotate(tx, dataset, effective, latest, window_days)
+            detail = {"effective": effective.isoformat(), "counts_from": made.counts_from.isoformat()}
+            audit.append(tx, "pseudonym key rotated", actor, dataset, detail)
+        return made
 
     def _windows(self, dataset: str, epoch: str, ends: list[dt.date], window_days: int) -> dict[dt.date, int]:
         rows = self._counted(
@@ -256,6 +282,8 @@ class ActivityStore:
         for attempt in range(3):
             files = self.segments.files(dataset, epoch)
             if not files:
+                if self.keys.shredded(dataset, epoch):
+                    raise ShreddedKey(f"the events of {dataset} under key {epoch} were deleted at retention")
                 return []
             con = _duck()
             try:

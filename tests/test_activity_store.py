@@ -17,6 +17,7 @@ import pytest
 
 from stores.activity import ActivityStore
 from stores.activity_input import BadEvent, Batch, read_batch
+from stores.pseudonyms import ShreddedKey
 
 Row = tuple[str, str, str]
 
@@ -202,8 +203,54 @@ def test_retention_deletes_old_months_events_and_keys(tmp_path: Path) -> None:
     assert not (tmp_path / "events" / "activity" / "2025-08").exists() or not list(
         (tmp_path / "events" / "activity" / "2025-08").glob("*.parquet")
     )
-    assert store.distinct_users("activity", dt.date(2025, 8, 1), dt.date(2025, 8, 31)) == 0
+    with pytest.raises(ShreddedKey):  # a count in a shredded epoch is refused, not a silent 0
+        store.distinct_users("activity", dt.date(2025, 8, 1), dt.date(2025, 8, 31))
     with pytest.raises(BadEvent, match="past the dataset's retention"):
         store.ingest("activity", rows_at(("u3", "2025-08-05 08:00", "+")))
     assert store.distinct_users("activity", dt.date(2025, 10, 2), dt.date(2025, 10, 2)) == 1
+    store.close()
+
+
+def test_key_rotations_inside_windows_count_each_person_once(store_location: str, tmp_path: Path) -> None:
+    """Four months ingested day by day, with a rotation decided at once (its overlap), one scheduled
+    ahead and one on a month's first day: every DAU, 7- and 30-day window equals a direct count,
+    so a person active on both sides of a rotation is counted once."""
+    rng = random.Random(5)  # the workload, not noise
+    store = ActivityStore(store_location, tmp_path / "events")
+    rotations = {  # decided at the end of this day -> effective
+        dt.date(2025, 10, 10): dt.date(2025, 10, 12),
+        dt.date(2025, 10, 25): dt.date(2025, 11, 20),
+        dt.date(2025, 11, 29): dt.date(2025, 12, 1),
+    }
+    events: list[Row] = []
+    day = dt.date(2025, 9, 1)
+    while day <= dt.date(2025, 12, 31):
+        batch = [(f"u{u}", f"{day} {rng.randrange(24):02d}:30:00", "+") for u in rng.sample(range(150), 25)]
+        if day.day in (8, 18):
+            batch.append(("both-sides", f"{day} 12:00:00", "+"))
+        events += batch
+        evening = dt.datetime.combine(day, dt.time(23, 59))
+        store.ingest("activity", Batch.of_rows(batch), now=evening)
+        if day in rotations:
+            made = store.rotate("activity", rotations[day], 30, "test", now=evening)
+            assert made.effective == rotations[day]
+        day += dt.timedelta(days=1)
+    first, last = dt.date(2025, 9, 1), dt.date(2025, 12, 31)
+    daily = store.daily_users("activity", first, last)
+    ends = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
+    for window in (7, 30):
+        counted = store.window_users("activity", ends, window)
+        for end in ends:
+            start = max(first, end - dt.timedelta(days=window - 1))
+            assert counted[end] == truth(events, start, end), (window, end)
+    assert all(daily[d] == truth(events, d, d) for d in ends)
+    epochs = set(store.segments.epochs("activity"))
+    assert {"2025-10", "2025-10-12", "2025-11-20", "2025-12-01"} <= epochs
+    old, new = (store.keys.key("activity", dt.date(2025, 10, d)) for d in (11, 12))
+    assert old != new
+    before = store.window_users("activity", [last], 30)[last]
+    store.erase("activity", "both-sides", dt.datetime(2025, 12, 31, 23, 59, 30))  # under every key
+    assert store.window_users("activity", [last], 30)[last] == before - 1
+    with pytest.raises(ValueError, match="after the latest day"):
+        store.rotate("activity", dt.date(2025, 12, 31), 30, "test", now=dt.datetime(2025, 12, 31, 12))
     store.close()

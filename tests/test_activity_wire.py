@@ -8,14 +8,20 @@ miss by more than 40 has probability below 1e-5) and Gaussian σ ≈ 8.1 on MAU 
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.proxy_process import ProxyProcess, restart_proxy
 
+ROOT = Path(__file__).resolve().parent.parent
 LESS_NOISE = {"activity:dau.epsilon": 0.3}  # the demo's 0.1 fits every day of a month; tests want b = 3.3
 
 
@@ -243,3 +249,44 @@ def test_kill_9_during_copy_keeps_acknowledged_copies_and_nothing_of_the_cut_one
         assert abs(dau(restarted, "2025-08-11")[1]) < 40
     finally:
         restarted.stop()
+
+
+def privacylens(proxy: ProxyProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI on the running proxy's policy, ledger and event folder."""
+    where = [
+        "--policy",
+        str(proxy.policy),
+        "--ledger",
+        str(proxy.ledger),
+        "--activity-store",
+        str(proxy.activity),
+    ]
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", *args, *where],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+
+
+def test_rotate_salt_beside_a_running_proxy_is_audited_and_refuses_the_past(
+    activity_proxy: ProxyProcess,
+) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    effective = today + dt.timedelta(days=2)
+    done = privacylens(activity_proxy, "rotate-salt", "--dataset", "activity", "--effective", str(effective))
+    assert done.returncode == 0, done.stderr
+    assert f"from {effective} on get a new pseudonym key" in done.stdout
+    assert "keep being counted" in done.stdout  # events up to now are stored: the overlap is reported
+    again = privacylens(activity_proxy, "rotate-salt", "--dataset", "activity", "--effective", str(effective))
+    assert again.returncode == 1 and "exists already" in again.stderr
+    past = privacylens(activity_proxy, "rotate-salt", "--dataset", "activity", "--effective", str(today))
+    assert past.returncode == 1 and "HINT: Events up to now" in past.stderr
+    copy_rows(activity_proxy, [("rotated", f"{today} 00:00:01+00", "+")])  # the server reads the new calendar
+    with psycopg.connect(activity_proxy.dsn("auditor"), autocommit=True) as conn:
+        kinds = conn.execute(
+            "SELECT user_name, detail FROM privacylens.audit WHERE kind = 'pseudonym key rotated'"
+        ).fetchall()
+    assert len(kinds) == 1 and kinds[0][0].startswith("cli:") and str(effective) in kinds[0][1]
