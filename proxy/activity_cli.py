@@ -1,6 +1,6 @@
 """The `privacylens` commands of activity datasets: ingest, erase, flush-deletes, generate-synthetic,
-dau, mau, rotate-salt, reset-budget. They act on the same ledger and event folder as the server (settings
-`ledger`, `activity_store`, `policy`) and are safe to run beside it."""
+dau, mau, estimate, rotate-salt, reset-budget. They act on the same ledger and event folder as the
+server (settings `ledger`, `activity_store`, `policy`) and are safe to run beside it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import argparse
 import datetime as dt
 import getpass
 import sys
+import time
 from pathlib import Path
 
 from proxy.settings import ProxySettings
@@ -58,6 +59,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         release.add_argument("--user", default=f"cli:{getpass.getuser()}", help="who asks, for the audit log")
         where(release)
 
+    estimate = commands.add_parser(
+        "estimate", help="admin's distinct count of active people, exact or by a sketch (not a DP release)"
+    )
+    estimate.add_argument("--dataset", required=True)
+    estimate.add_argument("--day", type=dt.date.fromisoformat, required=True, help="the last day counted")
+    estimate.add_argument("--window", type=int, default=1, help="days counted, ending on --day (default 1)")
+    estimate.add_argument("--backend", choices=("exact", "kmv", "theta"), default="exact")
+    estimate.add_argument("--k", type=int, default=4096, help="sketch size (theta: a power of two)")
+    where(estimate)
+
     rotate = commands.add_parser("rotate-salt", help="start a new pseudonym key on a future day (audited)")
     rotate.add_argument("--dataset", required=True)
     rotate.add_argument(
@@ -76,7 +87,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 COMMANDS = frozenset(
-    {"ingest", "erase", "flush-deletes", "generate-synthetic", "dau", "mau", "rotate-salt", "reset-budget"}
+    {
+        "ingest",
+        "erase",
+        "flush-deletes",
+        "generate-synthetic",
+        "dau",
+        "mau",
+        "estimate",
+        "rotate-salt",
+        "reset-budget",
+    }
 )
 
 
@@ -146,6 +167,17 @@ def _run(service, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-d
             f"purged {flushed.purged} erased events in {flushed.epochs} months; "
             f"{flushed.segments} segments left"
         )
+        return 0
+    if args.command == "estimate":
+        first = args.day - dt.timedelta(days=max(args.window, 1) - 1)
+        started = time.perf_counter()
+        found = service.store.estimate(dataset, first, args.day, args.backend, args.k)
+        took = time.perf_counter() - started
+        print(
+            f"{found.backend}: {found.value:.0f} people active {first}..{args.day} "
+            f"(about {found.low:.0f} to {found.high:.0f}; {found.retained} hashes held; {took:.2f} s)"
+        )
+        print("internal estimate, not differentially private: never publish it (releases: dau, mau)")
         return 0
     if args.command == "rotate-salt":
         made = service.rotate(dataset, args.effective, actor)

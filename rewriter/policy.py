@@ -345,7 +345,14 @@ class ActivityDataset(_Frozen):
     mau: MauRelease = MauRelease()
     confidence: float = Field(0.95, gt=0, lt=1, description="Level of the released intervals.")
     key_epoch: Literal["month"] = Field(
-        "month", description="Pseudonym keys change every calendar month (UTC); the only epoch for now."
+        "month",
+        description="Pseudonym keys change every calendar month (UTC), and on the day an admin's "
+        "`privacylens rotate-salt` names.",
+    )
+    distinct_count: str = Field(
+        "exact",
+        description="How releases count distinct people: exact (the only backend with a proven "
+        "sensitivity; sketches are for `privacylens estimate`).",
     )
     retention_days: int = Field(
         400,
@@ -366,6 +373,20 @@ class ActivityDataset(_Frozen):
     @classmethod
     def _is_an_interval(cls, value: str) -> str:
         parse_interval(value)
+        return value
+
+    @field_validator("distinct_count")
+    @classmethod
+    def _exact_only(cls, value: str) -> str:
+        if value in ("kmv", "theta", "hll", "hyperloglog", "sketch"):
+            raise ValueError(
+                f"releases cannot use a {value} sketch: one more person can move a sketch's estimate by "
+                "about n/k, not by 1, so noise calibrated to one person would not protect them. Use "
+                "distinct_count: exact; sketch estimates are for admins: privacylens estimate --backend "
+                f"{value if value in ('kmv', 'theta') else 'theta'}"
+            )
+        if value != "exact":
+            raise ValueError(f"distinct_count is exact (the only release backend), not {value!r}")
         return value
 
     @model_validator(mode="after")

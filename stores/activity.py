@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from stores import audit
 from stores.activity_input import BadEvent, Batch
 from stores.activity_segments import Segments, Staged, fsync_file
 from stores.database import Database, as_database
+from stores.distinct_estimates import Backend, Estimate, new_sketch
 from stores.epochs import Rotation
 from stores.erasures import Erasure, ErasureLedger
 from stores.pseudonyms import PseudonymKeys, ShreddedKey
@@ -277,26 +278,60 @@ class ActivityStore:
         )
 
     def _counted(self, dataset: str, epoch: str, sql: str, params: dict) -> list[tuple[Any, int]]:
-        """(key, count) rows of a count over the epoch's live segments (`$files`), with its erasures
-        registered as `erased`; listed again if a segment was swept between listing and reading."""
+        """(key, count) rows of a count over the epoch's live segments."""
+        rows = self._over_segments(dataset, epoch, lambda con, p: con.execute(sql, p).fetchall(), params)
+        return [(key, int(n)) for key, n in rows or []]
+
+    def _over_segments(
+        self,
+        dataset: str,
+        epoch: str,
+        run: Callable[[duckdb.DuckDBPyConnection, dict], Any],
+        params: dict,
+    ) -> Any:
+        """`run` (a query over `$files`, the epoch's live segments, with its erasures registered as
+        `erased`), or None if the epoch holds no events; listed again if a segment was swept between
+        listing and reading."""
         for attempt in range(3):
             files = self.segments.files(dataset, epoch)
             if not files:
                 if self.keys.shredded(dataset, epoch):
                     raise ShreddedKey(f"the events of {dataset} under key {epoch} were deleted at retention")
-                return []
+                return None
             con = _duck()
             try:
                 names = [(p, ts) for p, ts, _ in self.erasures.names(dataset, epoch)]
                 con.register("erased", _erased_frame(names))
-                rows = con.execute(sql, {**params, "files": [str(f) for f in files]}).fetchall()
-                return [(key, int(n)) for key, n in rows]
+                return run(con, {**params, "files": [str(f) for f in files]})
             except duckdb.IOException:
                 if attempt == 2:
                     raise
             finally:
                 con.close()
-        return []
+        return None
+
+    def estimate(
+        self, dataset: str, first: dt.date, last: dt.date, backend: Backend, k: int = 4096
+    ) -> Estimate:
+        """People active on any day of [first, last] by one distinct-count backend (internal: not a
+        release, see `stores.distinct_estimates`). Sketches read one day's hashes at a time."""
+        if backend == "exact":
+            exact = float(self.distinct_users(dataset, first, last))
+            return Estimate("exact", exact, exact, exact, int(exact))
+        epoch = self.keys.calendar(dataset).counting(last).name
+        sketch = new_sketch(backend, k)
+        sql = f"""SELECT hash(pseudonym) AS h FROM read_parquet($files) e
+            WHERE day = $day AND {_NOT_ERASED}"""
+
+        def feed(con: duckdb.DuckDBPyConnection, params: dict) -> None:
+            day = first
+            while day <= last:
+                hashes = con.execute(sql, {**params, "day": day}).fetchnumpy()["h"]
+                sketch.update(np.asarray(hashes, dtype=np.uint64))
+                day += dt.timedelta(days=1)
+
+        self._over_segments(dataset, epoch, feed, {})
+        return sketch.estimate()
 
     # ---- purging, recovery and retention ------------------------------------------------------
 

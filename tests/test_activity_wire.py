@@ -290,3 +290,18 @@ def test_rotate_salt_beside_a_running_proxy_is_audited_and_refuses_the_past(
             "SELECT user_name, detail FROM privacylens.audit WHERE kind = 'pseudonym key rotated'"
         ).fetchall()
     assert len(kinds) == 1 and kinds[0][0].startswith("cli:") and str(effective) in kinds[0][1]
+
+
+def test_estimate_cli_counts_exactly_or_by_sketch_and_says_it_is_not_a_release(
+    activity_proxy: ProxyProcess,
+) -> None:
+    copy_rows(activity_proxy, [(f"est{i}", "2025-05-20 10:00:00+00", "+") for i in range(250)])
+    for backend in ("exact", "kmv", "theta"):
+        done = privacylens(
+            activity_proxy, "estimate", "--dataset", "activity", "--day", "2025-05-20", "--backend", backend
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(
+            f"{backend}: 250 people active 2025-05-20..2025-05-20"
+        )  # below k: exact
+        assert "not differentially private" in done.stdout
