@@ -54,8 +54,7 @@ def capped_presence(present: Sequence[bool], changes: int) -> list[bool]:
     """
     out, used, on = [], 0, False
     for wanted in present:
-        if wanted != on and (not wanted or used + 1 < changes):
-            on, used = wanted, used + 1
+        on, used = switched(on, used, wanted, changes)
         out.append(on)
     return out
 
@@ -64,3 +63,26 @@ def nodes_moved(presence: Sequence[bool]) -> int:
     """How many tree nodes one person's presence moves (its change across each node's interval)."""
     before = [False, *presence]  # p(start - 1) for start = 0 is "absent"
     return sum(1 for start, end in dyadic_nodes(len(presence)) if before[start] != presence[end - 1])
+
+
+def prefix_nodes(index: int) -> list[tuple[int, int]]:
+    """The tree nodes [start, end) whose sums make the prefix [0, index]: one per set bit of
+    index + 1, widest first, each a node of `dyadic_nodes` (aligned, full width).
+
+    >>> prefix_nodes(0), prefix_nodes(5), prefix_nodes(7)
+    ([(0, 1)], [(0, 4), (4, 6)], [(0, 8)])
+    """
+    nodes, start, width = [], 0, 1 << (index + 1).bit_length()
+    while width:
+        if start + width <= index + 1:
+            nodes.append((start, start + width))
+            start += width
+        width >>= 1
+    return nodes
+
+
+def switched(on: bool, used: int, wanted: bool, changes: int) -> tuple[bool, int]:
+    """One day of `capped_presence`: the presence counted and the changes used after it."""
+    if wanted != on and (not wanted or used + 1 < changes):
+        return wanted, used + 1
+    return on, used

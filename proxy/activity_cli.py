@@ -162,7 +162,7 @@ def _run(service, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-d
         print(f"erasure recorded: {args.user_id} leaves every later release of {dataset}")
         return 0
     if args.command == "flush-deletes":
-        flushed = service.store.flush_deletes(dataset)
+        flushed = service.flush_deletes(dataset)
         print(
             f"purged {flushed.purged} erased events in {flushed.epochs} months; "
             f"{flushed.segments} segments left"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,13 +26,15 @@ from answers.activity import Metric, Release, mechanism_of, release
 from pgerrors import AccessDenied, BadCopyData, BudgetExhausted, InvalidParameterValue
 from privacy.budget import PureDP
 from proxy import metrics
+from proxy.activity_continual import ContinualReleases
 from proxy.results import Column, Description, Result, duckdb_columns
 from rewriter.activity_call import COLUMNS, RELEASED, ActivityCall
 from rewriter.policy import ActivityDataset, Policy
 from rewriter.roles import INGEST_ROLES, READER_ROLES
-from stores.activity import ActivityStore, Ingested
+from stores.activity import ActivityStore, Flushed, Ingested
 from stores.activity_input import BadEvent, Batch, Format, read_batch
 from stores.activity_releases import Releases, month_of
+from stores.activity_tree import Trees
 from stores.database import Database
 from stores.epochs import Rotation
 from stores.ledger import Terms
@@ -47,6 +50,8 @@ class ActivityService:
         self.policy = policy
         self.store = ActivityStore(db, folder)
         self.releases = Releases(db)
+        self.trees = Trees(db, folder)
+        self.continual = ContinualReleases(self.store, self.releases, self.trees)
 
     # ---- administration -----------------------------------------------------------------------
 
@@ -55,14 +60,21 @@ class ActivityService:
         apply retention."""
         for name, spec in sorted(self.policy.activities.items()):
             self.store.recover(name)
+            self.store.purge_tree_states(name, self.trees.latest_states(name))
             self.store.expire(name, spec.retention_days)
 
     def maintain(self) -> None:
         """Periodic: purge erased events, merge small segments, apply retention."""
         for name, spec in sorted(self.policy.activities.items()):
-            self.store.flush_deletes(name)
+            self.flush_deletes(name)
             self.store.expire(name, spec.retention_days)
             metrics.ACTIVITY_PENDING_ERASURES.labels(name).set(self.store.pending_erasures(name))
+
+    def flush_deletes(self, dataset: str) -> Flushed:
+        """Purge erased people from the stored events and from continual-release cap states."""
+        flushed = self.store.flush_deletes(dataset)
+        self.store.purge_tree_states(dataset, self.trees.latest_states(dataset))
+        return flushed
 
     def spec(self, dataset: str) -> ActivityDataset:
         spec = self.policy.activities.get(dataset)
@@ -162,6 +174,12 @@ class ActivityService:
             raise InvalidParameterValue(f"the last day {last} is before the first {first}")
         if (last - first).days >= MAX_SERIES_DAYS:
             raise InvalidParameterValue(f"a series may cover at most {MAX_SERIES_DAYS} days")
+        if metric == "mau" and _continual(spec, metric) and window != spec.mau.window_days:
+            raise InvalidParameterValue(
+                f"MAU of {dataset} is released as one continual series of {spec.mau.window_days}-day windows",
+                hint=f"Ask for privacylens.mau('{dataset}', <day>, {spec.mau.window_days}) "
+                "or leave the window out.",
+            )
         if metric == "mau" and not 1 <= window <= spec.mau.window_days:
             raise InvalidParameterValue(
                 f"MAU windows of {dataset} are 1 to {spec.mau.window_days} days, not {window}",
@@ -212,6 +230,8 @@ class ActivityService:
                     f"({spec.retention_days} days) and {day} was never released",
                     hint="Days released before retention are still re-served.",
                 )
+        if _continual(spec, metric):
+            return self._continual_release(dataset, spec, metric, days, size, user)
         _, event = mechanism_of(metric, spec)
         nominal = spec.dau.epsilon if metric == "dau" else spec.mau.epsilon
         by_month: dict[int, list[dt.date]] = {}
@@ -243,10 +263,27 @@ class ActivityService:
                 metrics.ACTIVITY_EPSILON.labels(dataset, metric).inc(stored.epsilon)
         return {day: pair for day, pair in zip(days, kept, strict=True)}
 
+    def _continual_release(
+        self, dataset: str, spec: ActivityDataset, metric: Metric, days: list[dt.date], size: int, user: str
+    ) -> dict[dt.date, tuple[Release, bool]]:
+        """Fresh days of a continual series: each epoch's tree charged once, on its first release."""
+        terms_of = functools.partial(self._terms, spec, metric)
+        try:
+            self.continual.check(dataset, spec, metric, days, terms_of)
+            kept = self.continual.release(dataset, spec, metric, days, size, terms_of, user)
+        except BudgetExhausted:
+            raise self._cap_refusal(dataset, spec, metric, days[0], 1) from None
+        for stored, new in kept.values():
+            if new and stored.epsilon:
+                metrics.ACTIVITY_EPSILON.labels(dataset, metric).inc(stored.epsilon)
+        return kept
+
     def _terms(self, spec: ActivityDataset, metric: Metric, day: dt.date) -> Terms:
         month = month_of(day)
         cap = spec.dau.monthly_cap if metric == "dau" else spec.mau.monthly_cap
         delta = None if metric == "dau" else spec.mau.delta
+        if _continual(spec, metric) and spec.continual is not None:
+            delta = spec.continual.delta
         return Terms(PureDP.total(cap), delta, month, f"on the first day of the month after {day:%Y-%m}")
 
     def _cap_refusal(
@@ -261,6 +298,10 @@ class ActivityService:
             hint="Days and windows released already are re-served for free; ask for fewer new days. Each "
             "calendar month has its own cap; an admin can raise it in the policy (more privacy loss).",
         )
+
+
+def _continual(spec: ActivityDataset, metric: Metric) -> bool:
+    return spec.continual is not None and spec.continual.metric == metric
 
 
 def _values(stored: Release) -> tuple[int, int, int]:

@@ -334,6 +334,23 @@ class MauRelease(_Frozen):
     )
 
 
+class ContinualRelease(_Frozen):
+    """A daily series released by the flippancy-capped tree mechanism (docs/activity.md)."""
+
+    metric: Literal["dau", "mau"] = Field(
+        "mau", description="The series the tree releases: DAU, or MAU over mau.window_days."
+    )
+    epsilon: float = Field(1.0, gt=0, le=10, description="ε of one epoch's whole tree, at `delta`.")
+    delta: float = Field(1e-6, gt=0, lt=1e-3, description="δ of one epoch's tree (Gaussian noise).")
+    changes: int = Field(
+        2,
+        ge=1,
+        le=31,
+        description="The most times one person's presence in the series may switch in an epoch; "
+        "switches beyond are not counted (a person can always be switched off).",
+    )
+
+
 class ActivityDataset(_Frozen):
     """An activity stream `(user_id, ts, op)` counted as DAU and MAU with user-level DP (docs/activity.md)."""
 
@@ -348,6 +365,11 @@ class ActivityDataset(_Frozen):
         "month",
         description="Pseudonym keys change every calendar month (UTC), and on the day an admin's "
         "`privacylens rotate-salt` names.",
+    )
+    continual: ContinualRelease | None = Field(
+        None,
+        description="Release this metric's daily series by the tree mechanism: one charge per key "
+        "epoch for every day of it, instead of one per day.",
     )
     distinct_count: str = Field(
         "exact",

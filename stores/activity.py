@@ -227,6 +227,81 @@ class ActivityStore:
             out.update(self._windows(dataset, epoch, epoch_ends, window_days))
         return out
 
+    def close_presence(
+        self,
+        dataset: str,
+        epoch: str,
+        first: dt.date,
+        last: dt.date,
+        changes: int,
+        state_in: Path | None,
+        state_out: Path,
+    ) -> int:
+        """One day of a continual-release tree: the people active in [first, last] switch through
+        the flippancy cap (`privacy.continual.switched`, in SQL) from `state_in`; the new state is
+        written to `state_out` (fsynced by the caller's commit). Anyone erased in the epoch is out.
+        Returns how many people are counted."""
+        files = [str(f) for f in self.segments.files(dataset, epoch)]
+        present = (
+            "SELECT DISTINCT pseudonym FROM read_parquet($files) e WHERE day BETWEEN $first AND $last "
+            "AND pseudonym NOT IN (SELECT pseudonym FROM erased)"
+            if files
+            else "SELECT NULL::BLOB AS pseudonym WHERE false"
+        )
+        before = (
+            f"SELECT pseudonym, counted, used FROM read_parquet('{_quoted(state_in)}') "
+            "WHERE pseudonym NOT IN (SELECT pseudonym FROM erased)"
+            if state_in is not None
+            else "SELECT NULL::BLOB AS pseudonym, NULL::BOOLEAN AS counted, NULL::INTEGER AS used WHERE false"
+        )
+        con = _duck()
+        try:
+            names = [(p, ts) for p, ts, _ in self.erasures.names(dataset, epoch)]
+            con.register("erased", _erased_frame(names))
+            params = {"first": first, "last": last, "changes": changes}
+            if files:
+                params["files"] = files
+            con.execute(
+                f"""COPY (
+                WITH present AS ({present}), before AS ({before}),
+                joined AS (
+                    SELECT coalesce(b.pseudonym, p.pseudonym) AS pseudonym, coalesce(b.counted, false) AS was,
+                           coalesce(b.used, 0) AS used, p.pseudonym IS NOT NULL AS wanted
+                    FROM before b FULL OUTER JOIN present p ON b.pseudonym = p.pseudonym),
+                moved AS (SELECT *, wanted <> was AND (NOT wanted OR used + 1 < $changes) AS flips
+                          FROM joined)
+                SELECT pseudonym, CASE WHEN flips THEN wanted ELSE was END AS counted,
+                       CAST(used + CAST(flips AS INTEGER) AS INTEGER) AS used
+                FROM moved ORDER BY pseudonym
+                ) TO '{_quoted(state_out)}' (FORMAT parquet, COMPRESSION zstd)""",
+                params,
+            )
+            counted = f"SELECT count(*) FROM read_parquet('{_quoted(state_out)}') WHERE counted"
+            row = con.execute(counted).fetchone()
+        finally:
+            con.close()
+        return int(row[0]) if row else 0
+
+    def purge_tree_states(self, dataset: str, states: list[tuple[str, Path]]) -> None:
+        """Rewrite each tree's latest cap state without the people erased in its epoch."""
+        for epoch, path in states:
+            names = self.erasures.names(dataset, epoch)
+            if not names or not path.exists():
+                continue
+            temporary = path.with_suffix(".purging")
+            con = _duck()
+            try:
+                con.register("erased", _erased_frame([(p, ts) for p, ts, _ in names]))
+                con.execute(
+                    f"""COPY (SELECT * FROM read_parquet('{_quoted(path)}')
+                    WHERE pseudonym NOT IN (SELECT pseudonym FROM erased))
+                    TO '{_quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)"""
+                )
+            finally:
+                con.close()
+            fsync_file(temporary)
+            temporary.replace(path)
+
     def rotate(
         self,
         dataset: str,

@@ -96,6 +96,14 @@ class Releases:
                 out.append((_keep(tx, dataset, release, event, terms_of(release.day), user), True))
         return out
 
+    def store(self, tx: Tx, dataset: str, release: Release, user: str) -> tuple[Release, bool]:
+        """Store a release whose charge the caller made (a continual-release tree's) in its
+        transaction; one stored first is returned instead."""
+        stored = _find(tx, dataset, release.metric, release.day, release.window_days)
+        if stored is not None:
+            return stored, False
+        return _keep(tx, dataset, release, None, None, user), True
+
     def spent(self, dataset: str, metric: Metric, month: int) -> float:
         with self.db.read() as tx:
             row = tx.one(
@@ -131,10 +139,15 @@ class Releases:
         return spent
 
 
-def _keep(tx: Tx, dataset: str, release: Release, event: NoiseEvent, terms: Terms, user: str) -> Release:
+def _keep(
+    tx: Tx, dataset: str, release: Release, event: NoiseEvent | None, terms: Terms | None, user: str
+) -> Release:
+    """Store a release, debiting `event` under `terms` first (None: charged by the caller)."""
     fingerprint = f"{dataset}:{release.metric}:{release.day}:{release.window_days}"
     who = account(release.metric)
-    if terms.delta is None:
+    if event is None or terms is None:
+        charged = release.epsilon
+    elif terms.delta is None:
         accounts.debit_pure(
             tx, dataset, who, PureDP.from_epsilon(release.epsilon), terms, fingerprint, None, [event]
         )
