@@ -9,6 +9,7 @@ that charges it. The interval is the noise's own (post-processing of the release
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -47,10 +48,31 @@ def mechanism_of(metric: Metric, spec: ActivityDataset) -> tuple[Mechanism, Nois
     return Gaussian(sigma, discrete=True), NoiseEvent("discrete_gaussian", sigma, 1.0)
 
 
-def release(metric: Metric, spec: ActivityDataset, day: dt.date, window_days: int, exact: int) -> Release:
+def segment_mechanism(metric: Metric, spec: ActivityDataset, per_person: int) -> tuple[Mechanism, NoiseEvent]:
+    """The noise of each value's count in a release by segment, and the one event the whole
+    vector is charged as: one person moves at most `per_person` counts by 1 (L1 = per_person,
+    L2 = sqrt(per_person))."""
+    if per_person == 1:
+        return mechanism_of(metric, spec)
+    if metric == "dau":
+        scale = per_person / spec.dau.epsilon
+        return Laplace(scale, discrete=True), NoiseEvent("discrete_laplace", scale, float(per_person))
+    sigma = math.sqrt(per_person) * gaussian_scale(spec.mau.epsilon, spec.mau.delta)
+    # continuous: the accountant models an L2 sensitivity of sqrt(k) exactly for it
+    return Gaussian(sigma), NoiseEvent("gaussian", sigma, math.sqrt(per_person))
+
+
+def release(
+    metric: Metric,
+    spec: ActivityDataset,
+    day: dt.date,
+    window_days: int,
+    exact: int,
+    noise: Mechanism | None = None,
+) -> Release:
     """The noisy value of an exact count, with its interval; `epsilon` is the nominal ε until the
-    ledger records what the accountant charged."""
-    noise, _ = mechanism_of(metric, spec)
+    ledger records what the accountant charged. `noise` defaults to the metric's own."""
+    noise = noise or mechanism_of(metric, spec)[0]
     (value,) = noise.release([float(exact)])
     interval = additive(value, noise, spec.confidence)
     nominal = spec.dau.epsilon if metric == "dau" else spec.mau.epsilon
@@ -65,7 +87,12 @@ def release(metric: Metric, spec: ActivityDataset, day: dt.date, window_days: in
         spec.confidence,
         nominal,
         delta,
-        "discrete_laplace" if metric == "dau" else "discrete_gaussian",
+        _name(noise),
         noise.scale,
         dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
     )
+
+
+def _name(noise: Mechanism) -> str:
+    kind = "laplace" if isinstance(noise, Laplace) else "gaussian"
+    return f"discrete_{kind}" if noise.discrete else kind

@@ -134,6 +134,12 @@ class UndefinedObject(PgError):
     sqlstate = "42704"
 
 
+class UndefinedColumn(PgError):
+    """A COPY or INSERT into an activity dataset named a column it does not have."""
+
+    sqlstate = "42703"
+
+
 class DuplicateCursor(PgError):
     """DECLARE of a cursor name that is already open."""
 

@@ -45,6 +45,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     synthetic.add_argument("--erasure-rate", type=float, default=0.02)
     synthetic.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2025, 10, 31))
     synthetic.add_argument("--seed", type=int, default=7)
+    synthetic.add_argument("--platforms", action="store_true", help="add a platform column (ios/android/web)")
     synthetic.add_argument("--out", default="-", help="file to write (default: standard output)")
 
     for metric in ("dau", "mau"):
@@ -107,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
         out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
         try:
-            out.write("user_id,ts,op\n")
+            out.write("user_id,ts,op,platform\n" if args.platforms else "user_id,ts,op\n")
             n = 0
-            for row in events(args.days, args.users, args.end, args.erasure_rate, args.seed):
+            for row in events(args.days, args.users, args.end, args.erasure_rate, args.seed, args.platforms):
                 out.write(",".join(row) + "\n")
                 n += 1
         finally:

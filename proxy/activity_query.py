@@ -22,8 +22,9 @@ from typing import Any
 
 import duckdb
 
-from answers.activity import Metric, Release, mechanism_of, release
-from pgerrors import AccessDenied, BadCopyData, BudgetExhausted, InvalidParameterValue
+from answers.activity import Metric, Release, mechanism_of, release, segment_mechanism
+from pgerrors import AccessDenied, BadCopyData, BudgetExhausted, InvalidParameterValue, UndefinedColumn
+from privacy.accounting import NoiseEvent
 from privacy.budget import PureDP
 from proxy import metrics
 from proxy.activity_continual import ContinualReleases
@@ -90,9 +91,8 @@ class ActivityService:
     def ingest(self, dataset: str, batch: Batch, role: str, actor: str | None = None) -> Ingested:
         spec = self._writable(dataset, role)
         with _refusing_bad_rows():
-            done = self.store.ingest(
-                dataset, batch, spec.mau.window_days, future_grace=spec.grace(), actor=actor
-            )
+            window, grace, domains = spec.mau.window_days, spec.grace(), _domains(spec)
+            done = self.store.ingest(dataset, batch, window, future_grace=grace, actor=actor, domains=domains)
         metrics.ACTIVITY_EVENTS.labels(dataset).inc(done.events)
         metrics.ACTIVITY_ERASURES.labels(dataset).inc(done.erasures)
         return done
@@ -109,6 +109,7 @@ class ActivityService:
     ) -> Ingested:
         """COPY data or a file's text: read, checked and stored all or nothing."""
         self._writable(dataset, role)
+        self.segment_columns(dataset, columns)
         with _refusing_bad_rows():
             batch = read_batch(data, fmt, columns, header)
         return self.ingest(dataset, batch, role, actor)
@@ -132,6 +133,18 @@ class ActivityService:
                 "pick a later --effective day.",
             ) from None
 
+    def segment_columns(self, dataset: str, columns: Sequence[str]) -> tuple[str, ...]:
+        """The segment columns among a COPY's or INSERT's columns; 42703 for a column the dataset lacks."""
+        spec = self.spec(dataset)
+        unknown = [c for c in columns if c not in ("user_id", "ts", "op") and c not in spec.segments]
+        if unknown:
+            have = ", ".join(["user_id", "ts", "op", *spec.segments])
+            raise UndefinedColumn(
+                f'column "{unknown[0]}" of activity dataset {dataset} does not exist',
+                hint=f"Its columns are {have}; segment columns are declared under segments: in the policy.",
+            )
+        return tuple(c for c in columns if c in spec.segments)
+
     def _writable(self, dataset: str, role: str) -> ActivityDataset:
         if role not in INGEST_ROLES:
             raise AccessDenied(
@@ -152,7 +165,13 @@ class ActivityService:
                 f"role {role} may not read DAU or MAU releases", hint="Log in as an analyst or an admin."
             )
         dataset, first, last, window = call.bind(params)
-        rows = await asyncio.to_thread(self.release_rows, dataset, call.metric, first, last, window, user)
+        segment = call.segment(params)
+        if segment is None:
+            rows = await asyncio.to_thread(self.release_rows, dataset, call.metric, first, last, window, user)
+        else:
+            rows = await asyncio.to_thread(
+                self.segment_rows, dataset, call.metric, segment, first, last, window, user
+            )
         columns, out = _post_process(call, rows, run=True)
         return Result(columns, out, f"SELECT {len(out)}")
 
@@ -169,27 +188,8 @@ class ActivityService:
         """One row per day of [first, last] (COLUMNS order); fresh releases are charged."""
         spec = self.spec(dataset)
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        window = window or spec.mau.window_days
-        if last < first:
-            raise InvalidParameterValue(f"the last day {last} is before the first {first}")
-        if (last - first).days >= MAX_SERIES_DAYS:
-            raise InvalidParameterValue(f"a series may cover at most {MAX_SERIES_DAYS} days")
-        if metric == "mau" and _continual(spec, metric) and window != spec.mau.window_days:
-            raise InvalidParameterValue(
-                f"MAU of {dataset} is released as one continual series of {spec.mau.window_days}-day windows",
-                hint=f"Ask for privacylens.mau('{dataset}', <day>, {spec.mau.window_days}) "
-                "or leave the window out.",
-            )
-        if metric == "mau" and not 1 <= window <= spec.mau.window_days:
-            raise InvalidParameterValue(
-                f"MAU windows of {dataset} are 1 to {spec.mau.window_days} days, not {window}",
-                hint=f"The policy's mau.window_days ({spec.mau.window_days}) is the longest window.",
-            )
-        days = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
-        size = 1 if metric == "dau" else window
-        complete = {
-            d: now >= dt.datetime.combine(d + dt.timedelta(days=1), dt.time()) + spec.lag() for d in days
-        }
+        continual = _continual(spec, metric)
+        days, size, complete = self._series(dataset, spec, metric, first, last, window, now, continual)
         stored = self.releases.find(dataset, metric, [d for d in days if complete[d]], size)
         fresh = [d for d in days if complete[d] and d not in stored]
         kept = self._release(dataset, spec, metric, fresh, size, user, now) if fresh else {}
@@ -209,6 +209,140 @@ class ActivityService:
             rows.append(row)
         return rows
 
+    def segment_rows(
+        self,
+        dataset: str,
+        metric: Metric,
+        segment: str,
+        first: dt.date,
+        last: dt.date,
+        window: int | None,
+        user: str,
+        now: dt.datetime | None = None,
+    ) -> list[tuple]:
+        """One row per day and segment value (COLUMNS order of dau_by / mau_by): each day's values
+        are released together, charged once, and re-served together."""
+        spec = self.spec(dataset)
+        setting = spec.segments.get(segment)
+        if setting is None:
+            have = ", ".join(spec.segments) or "none"
+            raise UndefinedColumn(
+                f'activity dataset {dataset} has no segment column "{segment}"',
+                hint=f"Its segment columns (segments: in the policy): {have}.",
+            )
+        now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        days, size, complete = self._series(dataset, spec, metric, first, last, window, now, False)
+        ready = [d for d in days if complete[d]]
+        stored = self.releases.find_vectors(dataset, metric, segment, ready, size)
+        fresh = [d for d in ready if d not in stored]
+        kept = self._release_vectors(dataset, spec, metric, segment, fresh, size, user, now) if fresh else {}
+        rows = []
+        for day in days:
+            head: tuple = (day,) if metric == "dau" else (day, size)
+            if not complete[day]:
+                vector, new, outcome = [], False, "pending"
+            elif day in stored:
+                vector, new, outcome = stored[day], False, "re-served"
+            else:
+                vector, new = kept[day]
+                outcome = "released" if new else "re-served"
+            by_value = dict(vector)
+            for value in setting.values:
+                r = by_value.get(value)
+                if r is None:  # pending, or a value added to the policy after this day was released
+                    rows.append((*head, value, None, None, None, 0.0, 0.0, False, outcome))
+                    continue
+                charged = (r.epsilon, r.delta if r.epsilon else 0.0) if new else (0.0, 0.0)
+                rows.append((*head, value, *_values(r), *charged, not new, outcome))
+            metrics.ACTIVITY_RELEASES.labels(dataset, metric, outcome).inc()
+        return rows
+
+    def _release_vectors(
+        self,
+        dataset: str,
+        spec: ActivityDataset,
+        metric: Metric,
+        segment: str,
+        days: list[dt.date],
+        size: int,
+        user: str,
+        now: dt.datetime,
+    ) -> dict[dt.date, tuple[list[tuple[str, Release]], bool]]:
+        """Fresh releases by segment: caps checked for every day first, one count query per epoch,
+        then each day's vector charged once and stored, all in one ledger transaction."""
+        _check_retention(spec, days, size, now)
+        per_person = spec.segments[segment].per_person
+        noise, event = segment_mechanism(metric, spec, per_person)
+        self._check_caps(dataset, spec, metric, days, event)
+        with _retained():
+            counts = self.store.segment_users(dataset, segment, per_person, days, size)
+        vectors = {
+            day: [
+                (value, release(metric, spec, day, size, counts[day].get(value, 0), noise))
+                for value in spec.segments[segment].values
+            ]
+            for day in days
+        }
+        try:
+            kept = self.releases.keep_vectors(
+                dataset, metric, segment, vectors, event, functools.partial(self._terms, spec, metric), user
+            )
+        except BudgetExhausted:
+            raise self._cap_refusal(dataset, spec, metric, days[0], len(days)) from None
+        for vector, new in kept.values():
+            if new:
+                metrics.ACTIVITY_EPSILON.labels(dataset, metric).inc(vector[0][1].epsilon)
+        return kept
+
+    def _series(
+        self,
+        dataset: str,
+        spec: ActivityDataset,
+        metric: Metric,
+        first: dt.date,
+        last: dt.date,
+        window: int | None,
+        now: dt.datetime,
+        continual: bool,
+    ) -> tuple[list[dt.date], int, dict[dt.date, bool]]:
+        """The days of a request, its window size, and which days are complete (else pending)."""
+        window = window or spec.mau.window_days
+        if last < first:
+            raise InvalidParameterValue(f"the last day {last} is before the first {first}")
+        if (last - first).days >= MAX_SERIES_DAYS:
+            raise InvalidParameterValue(f"a series may cover at most {MAX_SERIES_DAYS} days")
+        if metric == "mau" and continual and window != spec.mau.window_days:
+            raise InvalidParameterValue(
+                f"MAU of {dataset} is released as one continual series of {spec.mau.window_days}-day windows",
+                hint=f"Ask for privacylens.mau('{dataset}', <day>, {spec.mau.window_days}) "
+                "or leave the window out.",
+            )
+        if metric == "mau" and not 1 <= window <= spec.mau.window_days:
+            raise InvalidParameterValue(
+                f"MAU windows of {dataset} are 1 to {spec.mau.window_days} days, not {window}",
+                hint=f"The policy's mau.window_days ({spec.mau.window_days}) is the longest window.",
+            )
+        days = [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
+        complete = {
+            d: now >= dt.datetime.combine(d + dt.timedelta(days=1), dt.time()) + spec.lag() for d in days
+        }
+        return days, 1 if metric == "dau" else window, complete
+
+    def _check_caps(
+        self, dataset: str, spec: ActivityDataset, metric: Metric, days: list[dt.date], event: NoiseEvent
+    ) -> None:
+        """53400 before anything is counted if a month's cap cannot pay for its fresh releases."""
+        nominal = spec.dau.epsilon if metric == "dau" else spec.mau.epsilon
+        by_month: dict[int, list[dt.date]] = {}
+        for day in days:
+            by_month.setdefault(month_of(day), []).append(day)
+        for month_days in by_month.values():
+            terms = self._terms(spec, metric, month_days[0])
+            try:
+                self.releases.check(dataset, metric, len(month_days), event, nominal, terms)
+            except BudgetExhausted:
+                raise self._cap_refusal(dataset, spec, metric, month_days[0], len(month_days)) from None
+
     def _release(
         self,
         dataset: str,
@@ -221,41 +355,20 @@ class ActivityService:
     ) -> dict[dt.date, tuple[Release, bool]]:
         """Fresh releases of these days: caps checked for all of them before anything is counted,
         then one count per month, then charged and stored in one ledger transaction."""
-        oldest = now.date() - dt.timedelta(days=spec.retention_days)
-        horizon = dt.date(oldest.year, oldest.month, 1)
-        for day in days:
-            if day - dt.timedelta(days=size - 1) < horizon:
-                raise InvalidParameterValue(
-                    f"the events of {day - dt.timedelta(days=size - 1)} were deleted at retention "
-                    f"({spec.retention_days} days) and {day} was never released",
-                    hint="Days released before retention are still re-served.",
-                )
+        _check_retention(spec, days, size, now)
         if _continual(spec, metric):
             return self._continual_release(dataset, spec, metric, days, size, user)
         _, event = mechanism_of(metric, spec)
-        nominal = spec.dau.epsilon if metric == "dau" else spec.mau.epsilon
-        by_month: dict[int, list[dt.date]] = {}
-        for day in days:
-            by_month.setdefault(month_of(day), []).append(day)
-        for month_days in by_month.values():
-            terms = self._terms(spec, metric, month_days[0])
-            try:
-                self.releases.check(dataset, metric, len(month_days), event, nominal, terms)
-            except BudgetExhausted:
-                raise self._cap_refusal(dataset, spec, metric, month_days[0], len(month_days)) from None
-        try:
+        self._check_caps(dataset, spec, metric, days, event)
+        with _retained():
             if metric == "dau":
                 counts = self.store.daily_users(dataset, min(days), max(days))
             else:
                 counts = self.store.window_users(dataset, days, size)
-        except ShreddedKey as gone:
-            raise InvalidParameterValue(
-                f"{gone}; days not released before then can no longer be",
-                hint="Days released before retention are still re-served.",
-            ) from None
         noised = [release(metric, spec, day, size, counts.get(day, 0)) for day in days]
+        terms_of = functools.partial(self._terms, spec, metric)
         try:
-            kept = self.releases.keep(dataset, noised, event, lambda d: self._terms(spec, metric, d), user)
+            kept = self.releases.keep(dataset, noised, event, terms_of, user)
         except BudgetExhausted:  # another process spent the cap between the check and now
             raise self._cap_refusal(dataset, spec, metric, days[0], len(days)) from None
         for stored, new in kept:
@@ -300,6 +413,23 @@ class ActivityService:
         )
 
 
+def _check_retention(spec: ActivityDataset, days: list[dt.date], size: int, now: dt.datetime) -> None:
+    """Refuse a day whose window reaches back before the events retention kept."""
+    oldest = now.date() - dt.timedelta(days=spec.retention_days)
+    horizon = dt.date(oldest.year, oldest.month, 1)
+    for day in days:
+        if day - dt.timedelta(days=size - 1) < horizon:
+            raise InvalidParameterValue(
+                f"the events of {day - dt.timedelta(days=size - 1)} were deleted at retention "
+                f"({spec.retention_days} days) and {day} was never released",
+                hint="Days released before retention are still re-served.",
+            )
+
+
+def _domains(spec: ActivityDataset) -> dict[str, tuple[str, ...]]:
+    return {name: segment.values for name, segment in spec.segments.items()}
+
+
 def _continual(spec: ActivityDataset, metric: Metric) -> bool:
     return spec.continual is not None and spec.continual.metric == metric
 
@@ -318,20 +448,20 @@ _DUCK_TYPES = {
 }
 
 
-def _post_engine(metric: Metric, rows: list[tuple]) -> duckdb.DuckDBPyConnection:
+def _post_engine(function: str, rows: list[tuple]) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB holding only the released rows, with no file or network access."""
     con = duckdb.connect(config={"enable_external_access": False, "temp_directory": "", "threads": 1})
-    columns = ", ".join(f"{name} {_DUCK_TYPES[t]}" for name, t in COLUMNS[metric])
+    columns = ", ".join(f"{name} {_DUCK_TYPES[t]}" for name, t in COLUMNS[function])
     con.execute(f"CREATE TABLE {RELEASED} ({columns})")
     if rows:
-        marks = ", ".join("?" for _ in COLUMNS[metric])
+        marks = ", ".join("?" for _ in COLUMNS[function])
         con.executemany(f"INSERT INTO {RELEASED} VALUES ({marks})", rows)
     return con
 
 
 def _post_process(call: ActivityCall, rows: list[tuple], run: bool) -> tuple[list[Column], list[tuple]]:
     """The query around the call, over the released rows only: its columns and (if `run`) rows."""
-    con = _post_engine(call.metric, rows)
+    con = _post_engine(call.function, rows)
     sql = call.post.sql(dialect="duckdb")
     try:
         described = con.execute(f"DESCRIBE {sql}").fetchall()
@@ -341,6 +471,18 @@ def _post_process(call: ActivityCall, rows: list[tuple], run: bool) -> tuple[lis
     finally:
         con.close()
     return duckdb_columns([(str(r[0]), str(r[1])) for r in described]), out
+
+
+@contextmanager
+def _retained() -> Iterator[None]:
+    """A count that needs events retention deleted refuses (22023) rather than counting 0."""
+    try:
+        yield
+    except ShreddedKey as gone:
+        raise InvalidParameterValue(
+            f"{gone}; days not released before then can no longer be",
+            hint="Days released before retention are still re-served.",
+        ) from None
 
 
 @contextmanager

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         events_csv = Path(args.out_dir) / "activity.csv"
         if not events_csv.exists() or args.force:
             events_csv.parent.mkdir(parents=True, exist_ok=True)
-            rows = ["user_id,ts,op", *(",".join(r) for r in activity.events(60, 5000))]
+            generated = activity.events(60, 5000, platforms=True)
+            rows = ["user_id,ts,op,platform", *(",".join(r) for r in generated)]
             events_csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
             print(f"wrote {len(rows) - 1} activity events to {events_csv}")
 

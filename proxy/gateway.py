@@ -250,9 +250,11 @@ class Gateway:
             return Result(None, [], "DELETE 1")
         assert isinstance(statement.tree, exp.Insert)
         columns, rows = insert_rows(statement.tree, params)
-        order = [columns.index(c) if c in columns else None for c in ("user_id", "ts", "op")]
+        segments = service.segment_columns(dataset, columns)
+        order = [columns.index(c) if c in columns else None for c in ("user_id", "ts", "op", *segments)]
         full = [tuple(row[i] if i is not None else "+" for i in order) for row in rows]
-        done = await asyncio.to_thread(service.ingest, dataset, Batch.of_rows(full), state.role, state.user)
+        batch = Batch.of_rows(full, segments=segments)
+        done = await asyncio.to_thread(service.ingest, dataset, batch, state.role, state.user)
         return Result(None, [], f"INSERT 0 {done.events + done.erasures}")
 
     async def audit_refusal(self, state: SessionState, error: PgError, statement: str = "") -> None:

@@ -4,6 +4,8 @@
     SELECT * FROM privacylens.dau('activity', DATE '2025-10-01', DATE '2025-10-07')  -- a series
     SELECT * FROM privacylens.mau('activity', DATE '2025-10-31', 30)             -- one window
     SELECT * FROM privacylens.mau('activity', DATE '2025-10-01', DATE '2025-10-31', 30)
+    SELECT * FROM privacylens.dau_by('activity', 'platform', DATE '2025-10-01' [, DATE ...])
+    SELECT * FROM privacylens.mau_by('activity', 'platform', DATE '2025-10-31' [, DATE ...], 30)
 
 The released rows are a table (`released`) the rest of the query post-processes for free:
 projections, arithmetic, ORDER BY, LIMIT, WHERE over released columns. That rest may name no other
@@ -22,7 +24,10 @@ from sqlglot import exp
 from pgerrors import FeatureNotAllowed, InvalidParameterValue
 
 Metric = Literal["dau", "mau"]
+Function = Literal["dau", "mau", "dau_by", "mau_by"]
 RELEASED = "released"
+
+_SEGMENT = ("segment", "text")
 
 COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "dau": (
@@ -47,13 +52,23 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("status", "text"),
     ),
 }
+COLUMNS["dau_by"] = (COLUMNS["dau"][0], _SEGMENT, *COLUMNS["dau"][1:])
+COLUMNS["mau_by"] = (*COLUMNS["mau"][:2], _SEGMENT, *COLUMNS["mau"][2:])
 
 
 @dataclass(frozen=True)
 class ActivityCall:
-    metric: Metric
+    function: Function
     arguments: tuple[exp.Expression, ...]  # as written: literals, casts or parameters
     post: exp.Query  # the query with the call replaced by the `released` table
+
+    @property
+    def metric(self) -> Metric:
+        return "dau" if self.function.startswith("dau") else "mau"
+
+    @property
+    def by_segment(self) -> bool:
+        return self.function.endswith("_by")
 
     def parameter_types(self) -> tuple[str, ...]:
         """Types of the `$n` parameters, by where they stand in the call."""
@@ -66,19 +81,30 @@ class ActivityCall:
         return tuple(found.get(i, "text") for i in range(1, max(found, default=0) + 1))
 
     def _kinds(self) -> list[str]:
-        n = len(self.arguments)
+        n = len(self.arguments) - self.by_segment
         if self.metric == "dau":
-            return ["text", "date", "date"][:n]
-        return ["text", "date", "integer"] if n == 3 else ["text", "date", "date", "integer"][:n]
+            kinds = ["text", "date", "date"][:n]
+        else:
+            kinds = ["text", "date", "integer"] if n == 3 else ["text", "date", "date", "integer"][:n]
+        return [kinds[0], "text", *kinds[1:]] if self.by_segment else kinds
+
+    def segment(self, params: list[Any]) -> str | None:
+        """The segment column a `_by` call names (None for the totals)."""
+        return str(_value(self.arguments[1], params)).lower() if self.by_segment else None
 
     def bind(self, params: list[Any]) -> tuple[str, dt.date, dt.date, int | None]:
         """(dataset, first day, last day, window days) with parameters filled in."""
         values = [_value(a, params) for a in self.arguments]
+        if self.by_segment:
+            values = values[:1] + values[2:]
+        by = ", '<segment column>'" if self.by_segment else ""
         usage = (
-            "privacylens.dau('<dataset>', DATE 'YYYY-MM-DD' [, DATE 'YYYY-MM-DD'])"
+            f"privacylens.{self.function}('<dataset>'{by}, DATE 'YYYY-MM-DD' [, DATE 'YYYY-MM-DD'])"
             if self.metric == "dau"
-            else "privacylens.mau('<dataset>', DATE 'end' [, DATE 'last end'], window_days)"
+            else f"privacylens.{self.function}('<dataset>'{by}, DATE 'end' [, DATE 'last end'], window_days)"
         )
+        if self.by_segment and len(self.arguments) < 2:
+            raise FeatureNotAllowed(f"{self.function}() takes other arguments", hint=f"Call {usage}")
         try:
             if self.metric == "dau" and len(values) in (2, 3):
                 first = _date(values[1])
@@ -113,7 +139,8 @@ def activity_call(tree: exp.Expression | None) -> ActivityCall | None:
             "SELECT day, dau FROM privacylens.dau(...) ORDER BY day",
         )
     call = calls[0]
-    metric: Metric = call.this.name.lower()  # type: ignore[assignment]
+    function: Function = call.this.name.lower()  # type: ignore[assignment]
+    metric = "dau" if function.startswith("dau") else "mau"
     arguments = tuple(call.this.expressions)
     for node in tree.walk():
         if isinstance(node, exp.Anonymous) and node is not call.this:
@@ -132,7 +159,7 @@ def activity_call(tree: exp.Expression | None) -> ActivityCall | None:
     for table in post.find_all(exp.Table):
         alias = table.alias
         table.replace(exp.to_table(RELEASED).as_(alias) if alias else exp.to_table(RELEASED))
-    return ActivityCall(metric, arguments, post)
+    return ActivityCall(function, arguments, post)
 
 
 def _value(argument: exp.Expression, params: list[Any]) -> Any:

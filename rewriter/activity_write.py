@@ -26,7 +26,7 @@ _USAGE = "COPY <dataset> (user_id, ts, op) FROM STDIN [WITH (FORMAT csv, HEADER)
 @dataclass(frozen=True)
 class CopyIn:
     table: str
-    columns: tuple[str, ...]  # a permutation of user_id, ts and optionally op
+    columns: tuple[str, ...]  # user_id, ts, optionally op and segment columns, in any order
     format: Literal["text", "csv"]
     header: bool
 
@@ -74,11 +74,19 @@ def parse_copy(tokens: list[Token]) -> CopyIn:
             j += 2 if value in ("TRUE", "FALSE", "ON", "OFF", "1", "0") else 1
         else:
             raise FeatureNotAllowed(f"COPY option {word} is not supported", hint=_USAGE)
-    if sorted(columns) not in (sorted(FIELDS), sorted(FIELDS[:2])):
-        raise FeatureNotAllowed(
-            f"COPY columns must be user_id, ts and optionally op, not ({', '.join(columns)})", hint=_USAGE
-        )
+    _check_columns("COPY", columns)
     return CopyIn(table, columns, fmt, header)
+
+
+def _check_columns(verb: str, columns: tuple[str, ...]) -> None:
+    """user_id and ts, optionally op, and segment column names (the service checks those against
+    the policy), each once."""
+    if "user_id" not in columns or "ts" not in columns or len(set(columns)) != len(columns):
+        raise FeatureNotAllowed(
+            f"{verb} columns must be user_id, ts, optionally op and the dataset's segment columns, each "
+            f"once, not ({', '.join(columns)})",
+            hint=_USAGE,
+        )
 
 
 def written_table(tree: exp.Expression) -> str | None:
@@ -102,10 +110,7 @@ def insert_rows(tree: exp.Insert, params: list[Any]) -> tuple[tuple[str, ...], l
             "INSERT into an activity dataset takes VALUES rows only",
             hint="INSERT INTO activity (user_id, ts, op) VALUES ('u1', '2025-10-01 08:00+00', '+')",
         )
-    if sorted(columns) not in (sorted(FIELDS), sorted(FIELDS[:2])):
-        raise FeatureNotAllowed(
-            f"INSERT columns must be user_id, ts and optionally op, not ({', '.join(columns)})"
-        )
+    _check_columns("INSERT", columns)
     rows = []
     for row in values.expressions:
         items = row.expressions if isinstance(row, exp.Tuple) else [row]

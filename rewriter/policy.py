@@ -334,6 +334,31 @@ class MauRelease(_Frozen):
     )
 
 
+_EVENT_COLUMNS = ("user_id", "ts", "op", "day", "pseudonym", "segment")
+
+
+class Segment(_Frozen):
+    """A public column of an activity dataset (e.g. platform): DAU and MAU by its values."""
+
+    values: tuple[str, ...] = Field(
+        ..., min_length=1, max_length=200, description="Its public values; events with another are refused."
+    )
+    per_person: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="The most values one person counts in per day (DAU) or window (MAU); beyond it, "
+        "the values of their earliest events count.",
+    )
+
+    @field_validator("values")
+    @classmethod
+    def _distinct(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(values)) != len(values) or any(not v.strip() for v in values):
+            raise ValueError("segment values must be distinct and not empty")
+        return values
+
+
 class ContinualRelease(_Frozen):
     """A daily series released by the flippancy-capped tree mechanism (docs/activity.md)."""
 
@@ -365,6 +390,11 @@ class ActivityDataset(_Frozen):
         "month",
         description="Pseudonym keys change every calendar month (UTC), and on the day an admin's "
         "`privacylens rotate-salt` names.",
+    )
+    segments: dict[str, Segment] = Field(
+        default_factory=dict,
+        description="Public columns events may carry (COPY ... (user_id, ts, op, platform)), released "
+        "by privacylens.dau_by / mau_by.",
     )
     continual: ContinualRelease | None = Field(
         None,
@@ -418,6 +448,9 @@ class ActivityDataset(_Frozen):
                 raise ValueError(f"column names must be lower-case identifiers: {name!r}")
         if self.user_id == self.time:
             raise ValueError("user_id and time must be different columns")
+        for name in self.segments:
+            if not name.isidentifier() or name != name.lower() or name in _EVENT_COLUMNS:
+                raise ValueError(f"segment {name!r} must be a lower-case identifier, not {_EVENT_COLUMNS}")
         return self
 
     def lag(self) -> dt.timedelta:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,19 +76,25 @@ class ActivityStore:
         now: dt.datetime | None = None,
         future_grace: dt.timedelta = dt.timedelta(minutes=5),
         actor: str | None = None,
+        domains: Mapping[str, Sequence[str]] | None = None,
     ) -> Ingested:
         """Store a batch: all of it, durably, before returning, or (BadEvent) none of it. With an
-        `actor`, the batch's audit row (who, how many events and erasures) commits with it."""
+        `actor`, the batch's audit row (who, how many events and erasures) commits with it.
+        `domains` are the dataset's segment columns and their public values: a batch's segment
+        values must be among them (or empty); columns it does not carry are stored empty."""
         if len(batch) == 0:
             return Ingested(0, 0)
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        domains = domains or {}
         con = _duck()
         try:
-            con.register("raw", _frame(batch))
+            con.register("raw", _frame(batch, domains))
             _check(con, now + future_grace)
+            _check_segments(con, domains)
+            kept = "".join(f', "{name}"' for name in domains)
             con.execute(
                 "CREATE TEMP TABLE ev AS SELECT user_id, CAST(TRY_CAST(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC' "
-                "AS TIMESTAMP) AS t, op, line FROM raw"
+                f"AS TIMESTAMP) AS t, op, line{kept} FROM raw"
             )
             erasures = self._erasures(con, dataset, window_days)
             counted = con.execute("SELECT count(*) FROM ev WHERE op = '+'").fetchone()
@@ -118,7 +124,8 @@ class ActivityStore:
                     through[epoch] = max((i for _, _, i in known), default=0)
                     names = [(p, ts) for p, ts, _ in known]
                     names += [(e.names[epoch], e.ts.isoformat()) for e in erasures if epoch in e.names]
-                    staged.append(self._write_segment(con, dataset, epoch, key, epoch_days, names))
+                    segment = self._write_segment(con, dataset, epoch, key, epoch_days, names, list(domains))
+                    staged.append(segment)
                 with self.db.write() as tx:
                     self.erasures.record(tx, dataset, erasures)
                     self.segments.commit(tx, dataset, [s for s in staged if s.events], through)
@@ -169,21 +176,24 @@ class ActivityStore:
         key: bytes,
         days: list[dt.date],
         erased: list[tuple[str, str]],
+        segments: list[str],
     ) -> Staged:
         temporary, final = self.segments.stage(dataset, epoch)
         con.register("erased", _erased_frame(erased))
         inner, outer = _pads(key)
+        carried = "".join(f', ev."{name}"' for name in segments)
+        listed = "".join(f', "{name}"' for name in segments)
         # One HMAC per distinct person (not per event), then the erasure anti-join on the result.
         written = con.execute(
             f"""COPY (
                 WITH people AS (SELECT DISTINCT user_id FROM ev WHERE op = '+'),
                 named AS (SELECT user_id, {_HMAC} AS pseudonym FROM people ev),
                 e AS (
-                    SELECT named.pseudonym, CAST(ev.t AS DATE) AS day, ev.t AS ts
+                    SELECT named.pseudonym, CAST(ev.t AS DATE) AS day, ev.t AS ts{carried}
                     FROM ev JOIN named USING (user_id)
                     WHERE ev.op = '+' AND CAST(ev.t AS DATE) IN (SELECT unnest($days::DATE[]))
                 )
-                SELECT pseudonym, day, ts FROM e WHERE {_NOT_ERASED} ORDER BY day
+                SELECT pseudonym, day, ts{listed} FROM e WHERE {_NOT_ERASED} ORDER BY day
             ) TO '{_quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)""",
             {"inner": inner, "outer": outer, "days": days},
         ).fetchone()
@@ -243,7 +253,7 @@ class ActivityStore:
         Returns how many people are counted."""
         files = [str(f) for f in self.segments.files(dataset, epoch)]
         present = (
-            "SELECT DISTINCT pseudonym FROM read_parquet($files) e WHERE day BETWEEN $first AND $last "
+            f"SELECT DISTINCT pseudonym FROM {_EVENTS} e WHERE day BETWEEN $first AND $last "
             "AND pseudonym NOT IN (SELECT pseudonym FROM erased)"
             if files
             else "SELECT NULL::BLOB AS pseudonym WHERE false"
@@ -322,12 +332,53 @@ class ActivityStore:
             audit.append(tx, "pseudonym key rotated", actor, dataset, detail)
         return made
 
+    def segment_users(
+        self, dataset: str, column: str, per_person: int, ends: Sequence[dt.date], window_days: int
+    ) -> dict[dt.date, dict[str, int]]:
+        """Exact people per value of a segment column in the `window_days` days ending on each of
+        `ends` (1: a day's DAU, in the epoch holding it; more: a window, in the epoch counting it).
+        A person counts in at most `per_person` values per window: those of their earliest events
+        (ties by value), so one person moves at most `per_person` of the counts, by 1 each."""
+        calendar = self.keys.calendar(dataset)
+        pick = calendar.holding if window_days == 1 else calendar.counting
+        by_epoch: dict[str, list[dt.date]] = {}
+        for end in ends:
+            by_epoch.setdefault(pick(end).name, []).append(end)
+        out: dict[dt.date, dict[str, int]] = {end: {} for end in ends}
+        sql = f"""WITH ends AS (SELECT unnest($ends::DATE[]) AS end_day),
+            e AS (SELECT pseudonym, day, ts, "{column}" AS segment FROM {_EVENTS} e
+                  WHERE day BETWEEN $first AND $last AND "{column}" IS NOT NULL AND {_NOT_ERASED}),
+            firsts AS (SELECT end_day, pseudonym, segment, min(ts) AS t FROM ends
+                       JOIN e ON e.day > end_day - $window::INTEGER AND e.day <= end_day GROUP BY ALL),
+            ranked AS (SELECT end_day, segment,
+                       row_number() OVER (PARTITION BY end_day, pseudonym ORDER BY t, segment) AS r
+                       FROM firsts)
+            SELECT end_day, segment, count(*) FROM ranked WHERE r <= $cap GROUP BY ALL"""
+
+        def run(con: duckdb.DuckDBPyConnection, params: dict) -> list[tuple]:
+            try:
+                return con.execute(sql, params).fetchall()
+            except duckdb.BinderException:  # no segment of this epoch carries the column yet
+                return []
+
+        for epoch, epoch_ends in by_epoch.items():
+            params = {
+                "ends": epoch_ends,
+                "first": min(epoch_ends) - dt.timedelta(days=window_days - 1),
+                "last": max(epoch_ends),
+                "window": window_days,
+                "cap": per_person,
+            }
+            for end, value, n in self._over_segments(dataset, epoch, run, params) or []:
+                out[end][str(value)] = int(n)
+        return out
+
     def _windows(self, dataset: str, epoch: str, ends: list[dt.date], window_days: int) -> dict[dt.date, int]:
         rows = self._counted(
             dataset,
             epoch,
             f"""WITH ends AS (SELECT unnest($ends::DATE[]) AS end_day),
-            e AS (SELECT pseudonym, day, ts FROM read_parquet($files) e
+            e AS (SELECT pseudonym, day, ts FROM {_EVENTS} e
                   WHERE day BETWEEN $first AND $last AND {_NOT_ERASED})
             SELECT end_day, COUNT(DISTINCT pseudonym) FROM ends
             JOIN e ON e.day > end_day - $window::INTEGER AND e.day <= end_day GROUP BY end_day""",
@@ -347,7 +398,7 @@ class ActivityStore:
         return self._counted(
             dataset,
             epoch,
-            f"""SELECT {group} AS day, COUNT(DISTINCT pseudonym) FROM read_parquet($files) e
+            f"""SELECT {group} AS day, COUNT(DISTINCT pseudonym) FROM {_EVENTS} e
             WHERE day BETWEEN $first AND $last AND {_NOT_ERASED} GROUP BY 1""",
             {"first": first, "last": last},
         )
@@ -395,7 +446,7 @@ class ActivityStore:
             return Estimate("exact", exact, exact, exact, int(exact))
         epoch = self.keys.calendar(dataset).counting(last).name
         sketch = new_sketch(backend, k)
-        sql = f"""SELECT hash(pseudonym) AS h FROM read_parquet($files) e
+        sql = f"""SELECT hash(pseudonym) AS h FROM {_EVENTS} e
             WHERE day = $day AND {_NOT_ERASED}"""
 
         def feed(con: duckdb.DuckDBPyConnection, params: dict) -> None:
@@ -424,10 +475,12 @@ class ActivityStore:
             try:
                 con.register("erased", _erased_frame([(p, ts) for p, ts, _ in known]))
                 paths = [str(f) for f in files]
-                before = con.execute("SELECT count(*) FROM read_parquet(?)", [paths]).fetchone()
+                before = con.execute(
+                    "SELECT count(*) FROM read_parquet(?, union_by_name = true)", [paths]
+                ).fetchone()
                 temporary, final = self.segments.stage(dataset, epoch)
                 kept = con.execute(
-                    f"""COPY (SELECT DISTINCT pseudonym, day, ts FROM read_parquet({_list(paths)}) e
+                    f"""COPY (SELECT DISTINCT * FROM read_parquet({_list(paths)}, union_by_name = true) e
                         WHERE {_NOT_ERASED}
                         ORDER BY day) TO '{_quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)"""
                 ).fetchone()
@@ -491,8 +544,23 @@ def _duck() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _frame(batch: Batch) -> dict[str, np.ndarray]:
-    return {"user_id": batch.user_id, "ts": batch.ts, "op": batch.op, "line": batch.line}
+def _frame(batch: Batch, domains: Mapping[str, Sequence[str]]) -> dict[str, np.ndarray]:
+    empty = np.full(len(batch), None, dtype=object)
+    carried = {name: batch.segments.get(name, empty) for name in domains}
+    return {"user_id": batch.user_id, "ts": batch.ts, "op": batch.op, "line": batch.line, **carried}
+
+
+def _check_segments(con: duckdb.DuckDBPyConnection, domains: Mapping[str, Sequence[str]]) -> None:
+    """The first row whose segment value is not one of its column's public values (BadEvent)."""
+    for name, values in domains.items():
+        row = con.execute(
+            f'SELECT line, "{name}" FROM raw WHERE "{name}" IS NOT NULL '
+            f'AND NOT list_contains($values, "{name}") ORDER BY line LIMIT 1',
+            {"values": list(values)},
+        ).fetchone()
+        if row is not None:
+            shown = ", ".join(values[:10]) + (", ..." if len(values) > 10 else "")
+            raise BadEvent(int(row[0]), f"{name} {row[1]!r} is not one of its values ({shown})")
 
 
 def _check(con: duckdb.DuckDBPyConnection, latest: dt.datetime) -> None:
@@ -535,6 +603,9 @@ def _pads(key: bytes) -> tuple[bytes, bytes]:
 # HMAC-SHA256(key, user_id) in DuckDB: H(outer || H(inner || message)); equal to hmac.digest (tested).
 _HMAC = "unhex(sha256($outer::BLOB || unhex(sha256($inner::BLOB || encode(ev.user_id)))))"
 
+
+# The events of an epoch: older segments may lack a segment column added to the policy since.
+_EVENTS = "read_parquet($files, union_by_name = true)"
 
 # An event is counted unless an erasure of the same pseudonym at or after its time covers it.
 _NOT_ERASED = "NOT EXISTS (SELECT 1 FROM erased x WHERE x.pseudonym = e.pseudonym AND e.ts <= x.ts)"

@@ -1,6 +1,7 @@
 """Activity rows as they arrive (COPY text or CSV, CSV files, JSON lines), read into columns.
 
-A batch is three text columns, `user_id`, `ts` and `op`, plus each row's line number, so the store
+A batch is three text columns, `user_id`, `ts` and `op`, any segment columns the policy declares
+(public values such as a platform: `segments`), plus each row's line number, so the store
 (`stores.activity`) can check and pseudonymise the whole batch at once in DuckDB. Reading never
 interprets a value: a row with the wrong number of fields is refused here (BadEvent, with its line);
 a bad time or op is found by the store, which names the line too. COPY text without backslashes (the
@@ -12,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -38,16 +39,22 @@ class Batch:
     ts: np.ndarray
     op: np.ndarray
     line: np.ndarray
+    segments: dict[str, np.ndarray] = field(default_factory=dict)  # column name -> values (None: none)
 
     def __len__(self) -> int:
         return len(self.user_id)
 
     @classmethod
-    def of_rows(cls, rows: Sequence[tuple[str | None, str | None, str | None]], first_line: int = 1) -> Batch:
-        columns = list(zip(*rows, strict=True)) if rows else [(), (), ()]
+    def of_rows(
+        cls, rows: Sequence[tuple[str | None, ...]], first_line: int = 1, segments: Sequence[str] = ()
+    ) -> Batch:
+        """Rows of (user_id, ts, op, *segments)."""
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in range(3 + len(segments))]
+        arrays = [np.array(c, dtype=object) for c in columns]
         return cls(
-            *(np.array(c, dtype=object) for c in columns),
+            *arrays[:3],
             line=np.arange(first_line, first_line + len(rows), dtype=np.int64),
+            segments=dict(zip(segments, arrays[3:], strict=True)),
         )
 
 
@@ -57,7 +64,8 @@ def read_batch(
     columns: Sequence[str] = FIELDS,
     header: bool = False,
 ) -> Batch:
-    """Rows of `columns` (a permutation of user_id, ts and optionally op, which defaults to `+`).
+    """Rows of `columns`: user_id, ts, optionally op (which defaults to `+`), in any order, and
+    any other names as segment columns (the caller checks them against the policy).
 
     >>> b = read_batch(b"u1\\t2025-10-01 08:00\\t+\\nu2\\t2025-10-02\\t-\\n", "text")
     >>> list(b.user_id), list(b.op), b.line.tolist()
@@ -66,9 +74,8 @@ def read_batch(
     ['+']
     """
     text = data.decode("utf-8") if isinstance(data, bytes) else data
-    order = [FIELDS.index(c) for c in columns]
     if fmt == "jsonl":
-        return _jsonl(text)
+        return _jsonl(text, [c for c in columns if c not in FIELDS])
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -81,7 +88,7 @@ def read_batch(
         fields = "\t".join(lines).split("\t") if lines else []
         if len(fields) == len(columns) * len(lines):
             split = [fields[i :: len(columns)] for i in range(len(columns))]
-            return _ordered(split, order, len(lines), first)
+            return _ordered(split, columns, len(lines), first)
     reader = csv.reader(lines) if fmt == "csv" else (_text_fields(line) for line in lines)
     rows = []
     for number, fields in enumerate(reader, start=first):
@@ -93,18 +100,21 @@ def read_batch(
             )
         rows.append(fields)
     split = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in columns]
-    return _ordered(split, order, len(rows), first)
+    return _ordered(split, columns, len(rows), first)
 
 
-def _ordered(split: list[list], order: list[int], n: int, first: int) -> Batch:
-    by_field: list[np.ndarray | None] = [None, None, None]
-    for column, field in zip(split, order, strict=True):
-        by_field[field] = np.array(column, dtype=object)
-    if by_field[0] is None or by_field[1] is None:
+def _ordered(split: list[list], columns: Sequence[str], n: int, first: int) -> Batch:
+    named = {name: np.array(column, dtype=object) for column, name in zip(split, columns, strict=True)}
+    if "user_id" not in named or "ts" not in named:
         raise ValueError("a batch needs user_id and ts columns")
-    if by_field[2] is None:
-        by_field[2] = np.full(n, "+", dtype=object)
-    return Batch(by_field[0], by_field[1], by_field[2], np.arange(first, first + n, dtype=np.int64))
+    op = named.pop("op", None)
+    return Batch(
+        named.pop("user_id"),
+        named.pop("ts"),
+        np.full(n, "+", dtype=object) if op is None else op,
+        np.arange(first, first + n, dtype=np.int64),
+        segments={k: np.array([v if v != "" else None for v in a], dtype=object) for k, a in named.items()},
+    )
 
 
 _ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
@@ -132,19 +142,19 @@ def _text_fields(line: str) -> list[str | None]:
     return out
 
 
-def _jsonl(text: str) -> Batch:
-    rows: list[tuple[str | None, str | None, str | None]] = []
+def _jsonl(text: str, segments: Sequence[str] = ()) -> Batch:
+    rows: list[tuple[str | None, ...]] = []
     lines: list[int] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             raw = json.loads(line)
-            row = (raw["user_id"], raw["ts"], raw.get("op", "+"))
-        except (ValueError, KeyError, TypeError) as err:
+            row = (raw["user_id"], raw["ts"], raw.get("op", "+"), *(raw.get(s) for s in segments))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise BadEvent(number, f"not a JSON object with user_id and ts ({err})") from None
-        rows.append(tuple(None if v is None else str(v) for v in row))  # type: ignore[arg-type]
+        rows.append(tuple(None if v is None or v == "" else str(v) for v in row))
         lines.append(number)
-    batch = Batch.of_rows(rows)
+    batch = Batch.of_rows(rows, segments=segments)
     batch.line = np.array(lines, dtype=np.int64)
     return batch

@@ -38,7 +38,27 @@ CREATE TABLE IF NOT EXISTS activity_releases (
     released_at TEXT NOT NULL,
     PRIMARY KEY (dataset, metric, day, window_days)
 );
+CREATE TABLE IF NOT EXISTS activity_segment_releases (
+    dataset TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    day TEXT NOT NULL,
+    window_days BIGINT NOT NULL,
+    segment TEXT NOT NULL,
+    segment_value TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    ci_low DOUBLE PRECISION NOT NULL,
+    ci_high DOUBLE PRECISION NOT NULL,
+    confidence DOUBLE PRECISION NOT NULL,
+    epsilon DOUBLE PRECISION NOT NULL,
+    delta DOUBLE PRECISION NOT NULL,
+    mechanism TEXT NOT NULL,
+    scale DOUBLE PRECISION NOT NULL,
+    released_at TEXT NOT NULL,
+    PRIMARY KEY (dataset, metric, day, window_days, segment, segment_value)
+);
 """
+
+Vector = list[tuple[str, Release]]  # (segment value, its release), in the policy's value order
 
 
 def account(metric: Metric) -> str:
@@ -104,6 +124,53 @@ class Releases:
             return stored, False
         return _keep(tx, dataset, release, None, None, user), True
 
+    def find_vectors(
+        self, dataset: str, metric: Metric, segment: str, days: Sequence[dt.date], window_days: int
+    ) -> dict[dt.date, Vector]:
+        """The stored releases by segment among these days: each day's whole vector."""
+        with self.db.read() as tx:
+            found = {day: _find_vector(tx, dataset, metric, segment, day, window_days) for day in days}
+        return {day: v for day, v in found.items() if v}
+
+    def keep_vectors(
+        self,
+        dataset: str,
+        metric: Metric,
+        segment: str,
+        vectors: dict[dt.date, Vector],
+        event: NoiseEvent,
+        terms_of: Callable[[dt.date], Terms],
+        user: str,
+    ) -> dict[dt.date, tuple[Vector, bool]]:
+        """Charge each day's vector once (`event`: all its values together) and store it, all in
+        one transaction; a vector another process stored first is returned instead, uncharged."""
+        out: dict[dt.date, tuple[Vector, bool]] = {}
+        with self.db.write() as tx:
+            for day, vector in vectors.items():
+                stored = _find_vector(tx, dataset, metric, segment, day, vector[0][1].window_days)
+                if stored:
+                    out[day] = (stored, False)
+                    continue
+                first = vector[0][1]
+                fingerprint = f"{dataset}:{metric}:{day}:{first.window_days}:{segment}"
+                charged = _debit(tx, dataset, metric, first.epsilon, event, terms_of(day), fingerprint)
+                kept = []
+                for k, (value, release) in enumerate(vector):
+                    paid = Release(**{**release.__dict__, "epsilon": charged if k == 0 else 0.0})
+                    tx.execute(
+                        "INSERT INTO activity_segment_releases (dataset, metric, day, window_days, "
+                        "segment, segment_value, value, ci_low, ci_high, confidence, epsilon, delta, "
+                        "mechanism, scale, released_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (dataset, metric, day.isoformat(), paid.window_days, segment, value, paid.value,
+                         paid.ci_low, paid.ci_high, paid.confidence, paid.epsilon, paid.delta, paid.mechanism,
+                         paid.scale, paid.released_at),
+                    )  # fmt: skip
+                    kept.append((value, paid))
+                detail = {"metric": metric, "day": day.isoformat(), "segment": segment, "epsilon": charged}
+                audit.append(tx, "activity released", user, dataset, detail)
+                out[day] = (kept, True)
+        return out
+
     def spent(self, dataset: str, metric: Metric, month: int) -> float:
         with self.db.read() as tx:
             row = tx.one(
@@ -144,17 +211,9 @@ def _keep(
 ) -> Release:
     """Store a release, debiting `event` under `terms` first (None: charged by the caller)."""
     fingerprint = f"{dataset}:{release.metric}:{release.day}:{release.window_days}"
-    who = account(release.metric)
-    if event is None or terms is None:
-        charged = release.epsilon
-    elif terms.delta is None:
-        accounts.debit_pure(
-            tx, dataset, who, PureDP.from_epsilon(release.epsilon), terms, fingerprint, None, [event]
-        )
-        charged = release.epsilon
-    else:
-        _, cost = accounts.debit_composed(tx, dataset, who, [event], terms, fingerprint, None)
-        charged = cost.epsilon
+    charged = release.epsilon
+    if event is not None and terms is not None:
+        charged = _debit(tx, dataset, release.metric, release.epsilon, event, terms, fingerprint)
     kept = Release(**{**release.__dict__, "epsilon": charged})
     tx.execute(
         "INSERT INTO activity_releases (dataset, metric, day, window_days, value, ci_low, ci_high, "
@@ -191,3 +250,32 @@ def _find(tx: Tx, dataset: str, metric: Metric, day: dt.date, window_days: int) 
         float(row[10]),
         str(row[11]),
     )
+
+
+def _debit(
+    tx: Tx, dataset: str, metric: Metric, epsilon: float, event: NoiseEvent, terms: Terms, fingerprint: str
+) -> float:
+    """Debit one release (pure: its ε; (ε, δ): its event, composed) from the metric's monthly cap;
+    returns the ε charged."""
+    if terms.delta is None:
+        accounts.debit_pure(
+            tx, dataset, account(metric), PureDP.from_epsilon(epsilon), terms, fingerprint, None, [event]
+        )
+        return epsilon
+    _, cost = accounts.debit_composed(tx, dataset, account(metric), [event], terms, fingerprint, None)
+    return cost.epsilon
+
+
+def _find_vector(
+    tx: Tx, dataset: str, metric: Metric, segment: str, day: dt.date, window_days: int
+) -> Vector:
+    rows = tx.execute(
+        "SELECT segment_value, value, ci_low, ci_high, confidence, epsilon, delta, mechanism, scale, "
+        "released_at FROM activity_segment_releases WHERE dataset = ? AND metric = ? AND day = ? "
+        "AND window_days = ? AND segment = ? ORDER BY segment_value",
+        (dataset, metric, day.isoformat(), window_days, segment),
+    )
+    return [
+        (str(r[0]), Release(metric, day, window_days, *map(float, r[1:7]), str(r[7]), float(r[8]), str(r[9])))
+        for r in rows
+    ]
