@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 
 from answers.activity import Metric, Release
+from privacy import accounting
 from privacy.accounting import NoiseEvent
 from privacy.budget import PureDP
 from stores import audit
@@ -250,6 +251,20 @@ def _find(tx: Tx, dataset: str, metric: Metric, day: dt.date, window_days: int) 
         float(row[10]),
         str(row[11]),
     )
+
+
+def month_loss(db: Database, dataset: str, month: int, delta: float) -> float:
+    """What one person lost in a month (YYYYMM) through DAU and MAU together: every noise event of
+    both accounts, reset ones included (a reset forgets spending, not loss), composed by the
+    accountant at `delta`."""
+    with db.read() as tx:
+        events = [
+            e
+            for who in (account("dau"), account("mau"))
+            for period in (month, -month)
+            for e in accounts.events_spent(tx, dataset, who, period)
+        ]
+    return accounting.epsilon_of(events, delta) if events else 0.0
 
 
 def _debit(

@@ -305,3 +305,23 @@ def test_estimate_cli_counts_exactly_or_by_sketch_and_says_it_is_not_a_release(
             f"{backend}: 250 people active 2025-05-20..2025-05-20"
         )  # below k: exact
         assert "not differentially private" in done.stdout
+
+
+def test_the_budget_view_shows_each_metric_and_their_composed_monthly_loss(
+    activity_proxy: ProxyProcess,
+) -> None:
+    copy_rows(activity_proxy, [(f"b{i}", "2025-03-10 10:00:00+00", "+") for i in range(50)])
+    with psycopg.connect(activity_proxy.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT * FROM privacylens.dau('activity', DATE '2025-03-10', DATE '2025-03-12')")
+        conn.execute("SELECT * FROM privacylens.mau('activity', DATE '2025-03-15', 30)")
+        rows = {
+            user: (total, spent)
+            for user, total, spent in conn.execute(
+                "SELECT user_name, total, spent FROM privacylens.budget WHERE dataset = 'activity' "
+                "AND period_start = TIMESTAMP '2025-03-01'"
+            ).fetchall()
+        }
+    dau, mau, combined = rows["metric:dau"], rows["metric:mau"], rows["metric:combined"]
+    assert dau[1] == pytest.approx(0.9) and mau[1] == pytest.approx(0.5, abs=0.05)
+    assert combined[0] == pytest.approx(dau[0] + mau[0])
+    assert max(dau[1], mau[1]) < combined[1] <= dau[1] + mau[1] + 1e-6  # composed, not less than either

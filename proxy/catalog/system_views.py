@@ -24,6 +24,7 @@ import duckdb
 from pgerrors import AccessDenied
 from rewriter.policy import Policy
 from rewriter.roles import AUDIT_ROLES
+from stores.activity_releases import month_loss
 from stores.audit import SCHEMA as AUDIT_SCHEMA
 from stores.database import open_database
 from stores.ledger import SCHEMA as LEDGER_SCHEMA
@@ -163,6 +164,15 @@ class SystemViews:
                 end = dt.datetime(year + month // 12, month % 12 + 1, 1)
                 spent = int(spent_micro) / 1e6
                 out.append((name, user, cap, spent, max(cap - spent, 0.0), spent / cap, start, end, answers))
+            for period in sorted({int(r[1]) for r in rows}):
+                # One person's loss in the month from both metrics, composed (resets included).
+                year, month = divmod(period, 100)
+                loss = month_loss(self._db, name, period, spec.mau.delta)
+                both = spec.dau.monthly_cap + spec.mau.monthly_cap
+                start, end = dt.datetime(year, month, 1), dt.datetime(year + month // 12, month % 12 + 1, 1)
+                releases = sum(int(r[3]) for r in rows if int(r[1]) == period)
+                left = max(both - loss, 0.0)
+                out.append((name, "metric:combined", both, loss, left, loss / both, start, end, releases))
         return out
 
     def _ledger(self) -> list[tuple]:
