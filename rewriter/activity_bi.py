@@ -5,7 +5,8 @@
 
 The key may be `date_trunc('day', <time>)` (a timestamp) or `CAST(<time> AS date)` / `<time>::date`
 (a date); the measure `COUNT(DISTINCT <user id>)`; the filter a range on the time column with
-literal bounds (`>=`, `>`, `<`, `<=`, `BETWEEN`), widened to whole days as time buckets are. The
+literal or `$n` bounds (`>=`, `>`, `<`, `<=`, `BETWEEN`), widened to whole days as time buckets are
+(parameters are read as text, so any timestamp a driver sends is taken at its UTC day). The
 answer is the DAU series of those days, each released once and re-served, with `<name>_ci_low` and
 `<name>_ci_high` beside the value. Anything else over an activity dataset is refused with a hint.
 """
@@ -17,7 +18,7 @@ import datetime as dt
 from sqlglot import exp
 
 from pgerrors import FeatureNotAllowed
-from rewriter.activity_call import RELEASED, ActivityCall
+from rewriter.activity_call import RELEASED, ActivityCall, day_of, moment_of
 from rewriter.policy import ActivityDataset
 
 _HINT = (
@@ -50,7 +51,7 @@ def bi_dau(tree: exp.Expression, dataset: str, spec: ActivityDataset) -> Activit
     grouped = group.expressions[0]
     if not (grouped == key[2] or (isinstance(grouped, exp.Literal) and grouped.this == str(key[0] + 1))):
         raise refused
-    first, last = _day_range(tree.args.get("where"), spec.time, refused)
+    first, last, exclusive = _day_range(tree.args.get("where"), spec.time, refused)
     key_name = key[1].alias_or_name if isinstance(key[1], exp.Alias) else "date_trunc"
     value_name = measure[1].alias_or_name if isinstance(measure[1], exp.Alias) else "count"
     key_type = "DATE" if isinstance(key[2], exp.Cast) else "TIMESTAMP"
@@ -69,8 +70,8 @@ def bi_dau(tree: exp.Expression, dataset: str, spec: ActivityDataset) -> Activit
         post = post.order_by(f'"{key_name}" {"DESC" if descending else "ASC"}')
     if tree.args.get("limit") is not None:
         post.set("limit", tree.args["limit"].copy())
-    arguments = (exp.Literal.string(dataset), exp.Literal.string(str(first)), exp.Literal.string(str(last)))
-    return ActivityCall("dau", arguments, post)  # type: ignore[arg-type]
+    arguments = (exp.Literal.string(dataset), first, last)
+    return ActivityCall("dau", arguments, post, end_exclusive=exclusive, text_parameters=True)
 
 
 def _is_day_key(node: exp.Expression, time: str) -> bool:
@@ -93,42 +94,46 @@ def _is_column(node: exp.Expression | None, name: str) -> bool:
     return isinstance(node, exp.Column) and node.name.lower() == name
 
 
-def _day_range(where: exp.Where | None, time: str, refused: FeatureNotAllowed) -> tuple[dt.date, dt.date]:
+def _day_range(
+    where: exp.Where | None, time: str, refused: FeatureNotAllowed
+) -> tuple[exp.Expression, exp.Expression, bool]:
+    """The range's first and last day as call arguments (a date literal, or the `$n` the client
+    binds), and whether the last is a moment the range stops before (`ts < $2`)."""
     if where is None:
         raise FeatureNotAllowed("a DAU series needs a time range: which days?", hint=refused.hint)
     terms = list(where.this.flatten()) if isinstance(where.this, exp.And) else [where.this]
     first = last = None
+    exclusive = False
     for term in terms:
         if isinstance(term, exp.Between) and _is_column(term.this, time):
-            first, last = (
-                _moment(term.args["low"], refused).date(),
-                _moment(term.args["high"], refused).date(),
-            )
+            first, last = _bound(term.args["low"], refused), _bound(term.args["high"], refused)
+            exclusive = False
             continue
         if not isinstance(term, (exp.GTE, exp.GT, exp.LT, exp.LTE)) or not _is_column(term.this, time):
             raise refused
-        moment = _moment(term.expression, refused)
+        bound = _bound(term.expression, refused)
         if isinstance(term, (exp.GTE, exp.GT)):
-            first = moment.date()
-        elif isinstance(term, exp.LT) and moment.time() == dt.time():
-            last = moment.date() - dt.timedelta(days=1)  # up to midnight: the day before
+            first = bound
         else:
-            last = moment.date()
+            last, exclusive = bound, isinstance(term, exp.LT)
     if first is None or last is None:
         raise FeatureNotAllowed("a DAU series needs both ends of its time range", hint=refused.hint)
-    return first, last
+    if isinstance(last, exp.Literal) and exclusive:  # up to midnight: the day before
+        last, exclusive = exp.Literal.string(str(day_of(last.this, before=True))), False
+    return first, last, exclusive
 
 
-def _moment(node: exp.Expression, refused: FeatureNotAllowed) -> dt.datetime:
+def _bound(node: exp.Expression, refused: FeatureNotAllowed) -> exp.Expression:
+    """A range bound: the `$n` parameter itself, or a literal moment as its UTC day's literal."""
     value = node.this if isinstance(node, exp.Cast) else node
+    if isinstance(value, exp.Parameter):
+        return value
     if not isinstance(value, exp.Literal) or not value.is_string:
         raise refused
     try:
-        moment = dt.datetime.fromisoformat(
-            value.this.strip().replace("Z", "+00:00").replace(" +00", "+00:00")
-        )
+        moment = moment_of(value.this)
     except ValueError:
         raise refused from None
     if moment.tzinfo is not None:
         moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
-    return moment
+    return exp.Literal.string(moment.isoformat(sep=" "))

@@ -61,6 +61,8 @@ class ActivityCall:
     function: Function
     arguments: tuple[exp.Expression, ...]  # as written: literals, casts or parameters
     post: exp.Query  # the query with the call replaced by the `released` table
+    end_exclusive: bool = False  # the last argument is a moment the range stops before (BI: ts < $2)
+    text_parameters: bool = False  # parameters are typed text and read as moments (BI ranges)
 
     @property
     def metric(self) -> Metric:
@@ -72,7 +74,7 @@ class ActivityCall:
 
     def parameter_types(self) -> tuple[str, ...]:
         """Types of the `$n` parameters, by where they stand in the call."""
-        kinds = self._kinds()
+        kinds = ["text"] * len(self.arguments) if self.text_parameters else self._kinds()
         found: dict[int, str] = {}
         for argument, kind in zip(self.arguments, kinds, strict=False):
             parameter = argument if isinstance(argument, exp.Parameter) else argument.find(exp.Parameter)
@@ -107,11 +109,12 @@ class ActivityCall:
             raise FeatureNotAllowed(f"{self.function}() takes other arguments", hint=f"Call {usage}")
         try:
             if self.metric == "dau" and len(values) in (2, 3):
-                first = _date(values[1])
-                return str(values[0]), first, _date(values[-1]) if len(values) == 3 else first, None
+                first = day_of(values[1])
+                last = day_of(values[-1], self.end_exclusive) if len(values) == 3 else first
+                return str(values[0]), first, last, None
             if self.metric == "mau" and len(values) in (3, 4):
-                first = _date(values[1])
-                last = _date(values[2]) if len(values) == 4 else first
+                first = day_of(values[1])
+                last = day_of(values[2]) if len(values) == 4 else first
                 return str(values[0]), first, last, int(values[-1])
         except (TypeError, ValueError) as err:
             raise InvalidParameterValue(f"{self.metric}(): {err}", hint=f"Call {usage}") from None
@@ -177,9 +180,27 @@ def _value(argument: exp.Expression, params: list[Any]) -> Any:
     )
 
 
-def _date(value: Any) -> dt.date:
+def day_of(value: Any, before: bool = False) -> dt.date:
+    """The UTC day of a date, timestamp or their text; with `before`, the last day a range that
+    stops before this moment covers (the day before, at midnight)."""
     if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value).strip()[:10])
+        moment = value
+    elif isinstance(value, dt.date):
+        return value - dt.timedelta(days=1) if before else value
+    else:
+        moment = moment_of(str(value))
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    if before and moment.time() == dt.time():
+        return moment.date() - dt.timedelta(days=1)
+    return moment.date()
+
+
+def moment_of(text: str) -> dt.datetime:
+    """A timestamp as SQL text writes it ('2025-10-01', '2025-10-01 08:00:00+00', '...Z')."""
+    text = text.strip().replace("Z", "+00:00")
+    for short in (" +00", "+00"):
+        if text.endswith(short):
+            text = text[: -len(short)] + "+00:00"
+            break
+    return dt.datetime.fromisoformat(text)

@@ -141,6 +141,20 @@ def test_the_bi_shape_is_the_dau_series(activity_proxy: ProxyProcess) -> None:
             "WHERE ts BETWEEN '2025-07-20' AND '2025-07-22 23:59:59' GROUP BY CAST(ts AS date)"
         ).fetchall()
         assert sorted(r[1] for r in casted) == sorted(r[1] for r in rows)
+        # bound parameters, as JDBC / Metabase send them: text timestamps with a zone, and datetimes
+        bound = conn.execute(
+            "SELECT date_trunc('day', ts) AS day, COUNT(DISTINCT user_id) AS users FROM activity "
+            "WHERE ts >= %s AND ts < %s GROUP BY 1 ORDER BY 1",
+            ("2025-07-20 00:00:00+00", dt.datetime(2025, 7, 23, tzinfo=dt.UTC)),
+            prepare=True,
+        ).fetchall()
+        assert [(r[0], r[1]) for r in bound] == [(r[0], r[1]) for r in rows]
+        shifted = conn.execute(  # 02:00 in UTC+2 is midnight UTC: the same days
+            "SELECT date_trunc('day', ts), COUNT(DISTINCT user_id) FROM activity "
+            "WHERE ts >= %s AND ts < %s GROUP BY 1",
+            ("2025-07-20 02:00:00+02", "2025-07-23 02:00:00+02"),
+        ).fetchall()
+        assert len(shifted) == 3
 
 
 def test_concurrent_askers_of_a_fresh_day_share_one_release_and_one_charge(
