@@ -1,14 +1,19 @@
-"""The BI tools' DAU shape, read as a `privacylens.dau` series:
+"""The BI tools' DAU and MAU shapes, read as `privacylens.dau` / `privacylens.mau` calls:
 
     SELECT date_trunc('day', ts) AS day, COUNT(DISTINCT user_id) AS users
     FROM activity WHERE ts >= '2025-10-01' AND ts < '2025-10-08' GROUP BY 1 ORDER BY 1
+
+    SELECT COUNT(DISTINCT user_id) AS active FROM activity
+    WHERE ts >= '2025-10-02' AND ts < '2025-11-01'       -- MAU: the 30-day window ending 31 October
 
 The key may be `date_trunc('day', <time>)` (a timestamp) or `CAST(<time> AS date)` / `<time>::date`
 (a date); the measure `COUNT(DISTINCT <user id>)`; the filter a range on the time column with
 literal or `$n` bounds (`>=`, `>`, `<`, `<=`, `BETWEEN`), widened to whole days as time buckets are
 (parameters are read as text, so any timestamp a driver sends is taken at its UTC day). The
 answer is the DAU series of those days, each released once and re-served, with `<name>_ci_low` and
-`<name>_ci_high` beside the value. Anything else over an activity dataset is refused with a hint.
+`<name>_ci_high` beside the value. Without GROUP BY, the distinct count over the range is the MAU
+window ending on its last day, as long as the range fits `mau.window_days`. Anything else over an
+activity dataset is refused with a hint.
 """
 
 from __future__ import annotations
@@ -36,7 +41,11 @@ def bi_dau(tree: exp.Expression, dataset: str, spec: ActivityDataset) -> Activit
     )
     if not isinstance(tree, exp.Select) or tree.args.get("joins") or tree.args.get("having"):
         raise refused
-    if len(list(tree.find_all(exp.Table))) != 1 or len(tree.expressions) != 2:
+    if len(list(tree.find_all(exp.Table))) != 1:
+        raise refused
+    if len(tree.expressions) == 1 and tree.args.get("group") is None:
+        return _bi_mau(tree, dataset, spec, refused)
+    if len(tree.expressions) != 2:
         raise refused
     key = measure = None
     for position, projection in enumerate(tree.expressions):
@@ -72,6 +81,36 @@ def bi_dau(tree: exp.Expression, dataset: str, spec: ActivityDataset) -> Activit
         post.set("limit", tree.args["limit"].copy())
     arguments = (exp.Literal.string(dataset), first, last)
     return ActivityCall("dau", arguments, post, end_exclusive=exclusive, text_parameters=True)
+
+
+def _bi_mau(
+    tree: exp.Select, dataset: str, spec: ActivityDataset, refused: FeatureNotAllowed
+) -> ActivityCall:
+    """COUNT(DISTINCT user_id) over a range: the MAU window of the range's days, ending on its last."""
+    projection = tree.expressions[0]
+    inner = projection.this if isinstance(projection, exp.Alias) else projection
+    if not _is_distinct_users(inner, spec.user_id) or tree.args.get("order") or tree.args.get("limit"):
+        raise refused
+    first, last, exclusive = _day_range(tree.args.get("where"), spec.time, refused)
+    if isinstance(first, exp.Literal) and isinstance(last, exp.Literal):
+        days = (day_of(last.this) - day_of(first.this)).days + 1
+        if not 1 <= days <= spec.mau.window_days:
+            raise FeatureNotAllowed(
+                f"distinct users over {days} days: MAU windows of {dataset} are 1 to "
+                f"{spec.mau.window_days} days",
+                hint=f"Narrow the range to at most {spec.mau.window_days} days, or ask "
+                f"privacylens.mau('{dataset}', DATE '<last day>', {spec.mau.window_days}).",
+            )
+    name = projection.alias_or_name if isinstance(projection, exp.Alias) else "count"
+    post = exp.maybe_parse(
+        f'SELECT mau AS "{name}", mau_ci_low AS "{name}_ci_low", mau_ci_high AS "{name}_ci_high" '
+        f"FROM {RELEASED}",
+        dialect="duckdb",
+    )
+    arguments = (exp.Literal.string(dataset), first, last)
+    return ActivityCall(
+        "mau", arguments, post, end_exclusive=exclusive, text_parameters=True, window_from_range=True
+    )
 
 
 def _is_day_key(node: exp.Expression, time: str) -> bool:

@@ -63,6 +63,7 @@ class ActivityCall:
     post: exp.Query  # the query with the call replaced by the `released` table
     end_exclusive: bool = False  # the last argument is a moment the range stops before (BI: ts < $2)
     text_parameters: bool = False  # parameters are typed text and read as moments (BI ranges)
+    window_from_range: bool = False  # mau over (dataset, first, last): one window covering the range
 
     @property
     def metric(self) -> Metric:
@@ -105,6 +106,11 @@ class ActivityCall:
             if self.metric == "dau"
             else f"privacylens.{self.function}('<dataset>'{by}, DATE 'end' [, DATE 'last end'], window_days)"
         )
+        if self.window_from_range:
+            first, last = day_of(values[1]), day_of(values[2], self.end_exclusive)
+            if last < first:
+                raise InvalidParameterValue(f"the range ends ({last}) before it starts ({first})")
+            return str(values[0]), last, last, (last - first).days + 1
         if self.by_segment and len(self.arguments) < 2:
             raise FeatureNotAllowed(f"{self.function}() takes other arguments", hint=f"Call {usage}")
         try:

@@ -339,3 +339,30 @@ def test_the_budget_view_shows_each_metric_and_their_composed_monthly_loss(
     assert dau[1] == pytest.approx(0.9) and mau[1] == pytest.approx(0.5, abs=0.05)
     assert combined[0] == pytest.approx(dau[0] + mau[0])
     assert max(dau[1], mau[1]) < combined[1] <= dau[1] + mau[1] + 1e-6  # composed, not less than either
+
+
+def test_the_bi_distinct_count_over_a_range_is_that_window_s_mau(activity_proxy: ProxyProcess) -> None:
+    copy_rows(activity_proxy, [(f"w{i}", f"2025-02-{1 + i % 5:02d} 12:00:00+00", "+") for i in range(400)])
+    copy_rows(activity_proxy, [(f"w{i}", "2025-02-06 12:00:00+00", "+") for i in range(50)])  # outside
+    with psycopg.connect(activity_proxy.dsn(), autocommit=True) as conn:
+        cursor = conn.execute(
+            "SELECT COUNT(DISTINCT user_id) AS active FROM activity "
+            "WHERE ts >= '2025-02-01' AND ts < '2025-02-06'"
+        )
+        (row,) = cursor.fetchall()
+        assert [c.name for c in cursor.description] == ["active", "active_ci_low", "active_ci_high"]
+        assert abs(row[0] - 400) < 50 and row[1] <= row[0] <= row[2]
+        (same,) = conn.execute("SELECT mau FROM privacylens.mau('activity', DATE '2025-02-05', 5)").fetchone()
+        assert same == row[0]  # one release, re-served
+        bound = conn.execute(
+            "SELECT COUNT(DISTINCT user_id) FROM activity WHERE ts >= %s AND ts < %s",
+            ("2025-02-01", "2025-02-06"),
+        )
+        assert bound.fetchone()[0] == row[0]
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as wide:
+            conn.execute(
+                "SELECT COUNT(DISTINCT user_id) FROM activity WHERE ts >= '2025-01-01' AND ts < '2025-03-01'"
+            )
+        assert (
+            "59 days" in wide.value.diag.message_primary and "privacylens.mau" in wide.value.diag.message_hint
+        )
