@@ -366,3 +366,17 @@ def test_the_bi_distinct_count_over_a_range_is_that_window_s_mau(activity_proxy:
         assert (
             "59 days" in wide.value.diag.message_primary and "privacylens.mau" in wide.value.diag.message_hint
         )
+
+
+def test_analysts_see_the_activity_dataset_in_the_datasets_view(activity_proxy: ProxyProcess) -> None:
+    with psycopg.connect(activity_proxy.dsn(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT dataset, privacy_unit, epsilon_per_user, delta_per_user, mechanism, default_epsilon, "
+            "max_epsilon, columns FROM privacylens.datasets ORDER BY dataset"
+        ).fetchall()
+    by_name = {r[0]: r for r in rows}
+    assert {"employees", "visits", "activity"} <= set(by_name)
+    _, unit, per_user, delta, mechanism, dau, mau, columns = by_name["activity"]
+    assert unit.startswith("person") and per_user == pytest.approx(3.1 + 3.5) and delta == 1e-6
+    assert mechanism == "activity: dau discrete_laplace, mau discrete_gaussian (by platform)"
+    assert (dau, mau, columns) == (0.3, 0.5, 4)

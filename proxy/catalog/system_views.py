@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from pgerrors import AccessDenied
-from rewriter.policy import Policy
+from rewriter.policy import ActivityDataset, Policy
 from rewriter.roles import AUDIT_ROLES
 from stores.activity_releases import month_loss
 from stores.audit import SCHEMA as AUDIT_SCHEMA
@@ -134,6 +134,22 @@ class SystemViews:
                 self._policy.version,
             )  # fmt: skip
             for name, d in sorted(self._policy.datasets.items())
+        ] + [
+            (
+                name,
+                a.description,
+                "person (their whole activity trace)",
+                a.dau.monthly_cap + a.mau.monthly_cap,  # a month's caps: an upper bound on its loss
+                a.mau.delta,
+                None,  # calendar months, not a day count
+                _activity_mechanism(a),
+                a.dau.epsilon,
+                a.mau.epsilon,
+                None,
+                3 + len(a.segments),
+                self._policy.version,
+            )  # fmt: skip
+            for name, a in sorted(self._policy.activities.items())
         ]
 
     def _budget(self, now: float) -> list[tuple]:
@@ -256,3 +272,11 @@ def _replace(cursor: duckdb.DuckDBPyConnection, name: str, rows: Sequence[tuple]
 
 def _time(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
+
+
+def _activity_mechanism(spec: ActivityDataset) -> str:
+    """How an activity dataset releases, in a few words (privacylens.datasets.mechanism)."""
+    continual = spec.continual.metric if spec.continual else None
+    dau = "tree" if continual == "dau" else "discrete_laplace"
+    mau = "tree" if continual == "mau" else "discrete_gaussian"
+    return f"activity: dau {dau}, mau {mau}" + (f" (by {', '.join(spec.segments)})" if spec.segments else "")
