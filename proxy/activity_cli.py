@@ -152,9 +152,12 @@ def _run(service, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-d
         text = path.read_text(encoding="utf-8")
         first_line = text.split("\n", 1)[0]
         header = fmt == "csv" and first_line.replace(" ", "").lower().startswith("user_id,")
-        columns = (
-            tuple(c.strip().lower() for c in first_line.split(",")) if header else ("user_id", "ts", "op")
-        )
+        if header:
+            columns = tuple(c.strip().lower() for c in first_line.split(","))
+        elif fmt == "jsonl":  # keys by name: the dataset's segment columns too
+            columns = ("user_id", "ts", "op", *service.spec(dataset).segments)
+        else:
+            columns = ("user_id", "ts", "op")
         done = service.ingest_text(dataset, text, fmt, columns, header, "admin", actor)
         print(f"stored {done.events} events and {done.erasures} erasures in {dataset}")
         return 0

@@ -144,3 +144,22 @@ def test_dau_by_platform_over_the_wire_is_released_once_and_re_served(proxy: Pro
         assert [r[0] for r in mau] == ["ios", "android", "web"]
         with pytest.raises(psycopg.errors.UndefinedColumn):
             conn.execute("SELECT * FROM privacylens.dau_by('activity', 'country', DATE '2025-04-10')")
+
+
+def test_segment_columns_are_read_from_text_csv_and_json_lines() -> None:
+    from stores.activity_input import read_batch
+
+    text = read_batch(
+        "u1\t2025-10-01\t+\tios\nu2\t2025-10-01\t+\t\n", "text", ("user_id", "ts", "op", "platform")
+    )
+    csv = read_batch(
+        "platform,user_id,ts\nweb,u1,2025-10-01\n", "csv", ("platform", "user_id", "ts"), header=True
+    )
+    jsonl = read_batch(
+        '{"user_id": "u1", "ts": "2025-10-01", "platform": "android"}\n',
+        "jsonl",
+        ("user_id", "ts", "op", "platform"),
+    )
+    assert list(text.segments["platform"]) == ["ios", None]  # empty is no segment
+    assert list(csv.segments["platform"]) == ["web"] and list(csv.op) == ["+"]
+    assert list(jsonl.segments["platform"]) == ["android"]
