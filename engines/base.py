@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from engines.running import Limits, RunningQuery
 from engines.unit_check import UniqueUnits
+from pgerrors import DatatypeMismatch
 from rewriter.plan import Plan
 
 Rows = tuple[list[str], list[tuple]]
@@ -41,6 +42,11 @@ class Engine(Protocol):
         """For each time span [start, end): changes whenever the rows of `column` in it may have
         changed (the stored releases of a time bucket never outlive it). Engines that cannot tell
         return `version`, the dataset's data version just read, for every span."""
+        ...
+
+    async def check(self, plan: Plan, params: Sequence[Any]) -> None:
+        """Refuse (DatatypeMismatch) parameters the engine cannot bind into the plan, by planning it
+        without reading data: a failure that depends only on the statement, found before the charge."""
         ...
 
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows: ...
@@ -95,3 +101,12 @@ class Engines:
     def close(self) -> None:
         for engine in self.distinct():
             engine.close()
+
+
+def parameter_mismatch() -> DatatypeMismatch:
+    """The refusal of a parameter the engine cannot bind (the engine's words are not echoed)."""
+    return DatatypeMismatch(
+        "a parameter of this query does not fit where it is used (its type could not be inferred or "
+        "converted); nothing was charged",
+        hint="Cast the parameter to the column's type, e.g. WHERE age > $1::integer (not -$1 on text).",
+    )

@@ -10,6 +10,7 @@ thread (`engines.running`): a cancel, a statement timeout or a disconnect interr
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
@@ -23,7 +24,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from engines.base import EngineUnavailable, Rows, VersionedData
+from engines.base import EngineUnavailable, Rows, VersionedData, parameter_mismatch
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.sources import FileSource
 from engines.unit_check import UniqueUnits, repeated_units_sql
@@ -140,6 +141,23 @@ class DuckDBEngine(VersionedData):
             cursor.close()
         low, high = row if row else (None, None)
         return _moment(low), _moment(high)
+
+    async def check(self, plan: Plan, params: Sequence[Any]) -> None:
+        if not params:
+            return  # literal plans bind (tests/test_plans_never_fail.py)
+
+        def explain() -> None:
+            cursor = self._con.cursor()
+            try:
+                cursor.execute(f"EXPLAIN {self.render(plan)}", list(params)).fetchall()
+            finally:
+                cursor.close()
+
+        try:
+            await asyncio.to_thread(explain)
+        except (duckdb.BinderException, duckdb.ConversionException) as err:
+            log.info("parameters do not bind: %s", err)
+            raise parameter_mismatch() from None
 
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows:
         return await self.run_sql(self.render(plan), params, running, limits)

@@ -20,7 +20,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from sqlglot import exp
 
-from engines.base import EngineUnavailable, Rows, VersionedData
+from engines.base import EngineUnavailable, Rows, VersionedData, parameter_mismatch
 from engines.render import onto, plain
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.unit_check import UniqueUnits, repeated_units_sql
@@ -126,6 +126,28 @@ class PostgresEngine(VersionedData):
                 (table.sql("postgres"),),
             ).fetchone()
         return "pg:" + ":".join(str(v) for v in (row or ()))
+
+    async def check(self, plan: Plan, params: Sequence[Any]) -> None:
+        if not params:
+            return
+
+        def explain() -> None:
+            with self._pool.connection() as conn, conn.transaction(), psycopg.RawCursor(conn) as cursor:
+                cursor.execute(f"EXPLAIN {self.render(plan)}", list(params))
+
+        try:
+            await asyncio.to_thread(explain)
+        except (
+            psycopg.errors.DatatypeMismatch,
+            psycopg.errors.UndefinedFunction,
+            psycopg.errors.AmbiguousFunction,
+            psycopg.errors.IndeterminateDatatype,
+            psycopg.errors.InvalidTextRepresentation,
+            psycopg.errors.InvalidDatetimeFormat,
+            psycopg.errors.NumericValueOutOfRange,
+        ) as err:
+            log.info("parameters do not bind: %s", err)
+            raise parameter_mismatch() from None
 
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows:
         sql = self.render(plan)

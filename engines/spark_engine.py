@@ -12,6 +12,7 @@ timeout or disconnect cancels the query's Spark jobs by tag, interrupting its ta
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -22,7 +23,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from engines.base import EngineUnavailable, Rows, VersionedData
+from engines.base import EngineUnavailable, Rows, VersionedData, parameter_mismatch
 from engines.render import onto, plain
 from engines.running import Limits, RunningQuery, run_interruptible
 from engines.sources import FileSource
@@ -194,6 +195,19 @@ class SparkEngine(VersionedData):
         self._spark.catalog.refreshTable(table)
         files = sorted(self._spark.table(table).inputFiles())
         return "spark:" + hashlib.blake2b("\n".join(files).encode(), digest_size=16).hexdigest()
+
+    async def check(self, plan: Plan, params: Sequence[Any]) -> None:
+        """Spark analyses a statement when it is created (no job runs): a type error shows there."""
+        if not params:
+            return
+        args = {f"p{i + 1}": value for i, value in enumerate(params)}
+        from pyspark.errors import AnalysisException
+
+        try:
+            await asyncio.to_thread(self._spark.sql, self.render(plan), args=args)
+        except AnalysisException as err:
+            log.info("parameters do not bind: %s", err)
+            raise parameter_mismatch() from None
 
     async def run(self, plan: Plan, params: Sequence[Any], running: RunningQuery, limits: Limits) -> Rows:
         sql = self.render(plan)

@@ -140,6 +140,12 @@ class UndefinedColumn(PgError):
     sqlstate = "42703"
 
 
+class DatatypeMismatch(PgError):
+    """A bound parameter does not fit where the query uses it: refused before anything is charged."""
+
+    sqlstate = "42804"
+
+
 class DuplicateCursor(PgError):
     """DECLARE of a cursor name that is already open."""
 

@@ -206,13 +206,15 @@ class DpQueries:
         the engine fail, the failure is kept under `keys`: asking again gives the same error."""
         terms = Terms.of(dataset.budget, time.time())
         cost = Cost(plan.cost, plan.events if dataset.budget.delta is not None else ())
+        bound = plan.engine_parameters(params, *(span or (None, None)))
+        # Parameters the engine cannot bind fail whatever the data: refused before the charge.
+        await engine.check(plan, bound)
         # The charge and its "query answered" audit row commit in one transaction.
         audited = {"delta": plan.delta} if self.audit is not None else None
         balance, spent = await asyncio.to_thread(
             self.ledger.charge, plan.dataset, state.user, cost, terms, plan.fingerprint, audited
         )
         started = time.perf_counter()
-        bound = plan.engine_parameters(params, *(span or (None, None)))
         try:
             engine_columns, engine_rows = await engine.run(plan, bound, state.running, self._limits(state))
         except InternalError:

@@ -26,6 +26,7 @@ from engines.base import Engine
 from engines.duckdb_engine import DuckDBEngine
 from engines.postgres_engine import PostgresEngine
 from engines.running import Limits, RunningQuery
+from pgerrors import DatatypeMismatch
 from rewriter.context import RewriteContext
 from rewriter.parse import split_statements
 from rewriter.pipeline import plan_query
@@ -168,6 +169,7 @@ def test_every_engine_gives_the_same_exact_aggregates(
     key = lambda row: tuple((v is None, str(v)) for v in row[: len(plan.keys)])  # noqa: E731
     results = {}
     for kind, engine in opened.items():
+        asyncio.run(engine.check(plan, plan.engine_parameters(params)))  # binds: no refusal
         columns, rows = asyncio.run(
             engine.run(plan, plan.engine_parameters(params), RunningQuery(), Limits(timeout_seconds=60))
         )
@@ -179,6 +181,23 @@ def test_every_engine_gives_the_same_exact_aggregates(
         assert len(rows) == len(d_rows), kind
         for d, other in zip(d_rows, rows, strict=True):
             assert all(_same(a, b) for a, b in zip(d, other, strict=True)), (kind, d, other)
+
+
+def test_every_engine_refuses_a_parameter_it_cannot_bind_without_running(
+    engines: tuple[Policy, dict[str, Engine], dict[str, Path]],
+) -> None:
+    policy, opened, _ = engines
+    (statement,) = split_statements("SELECT department, COUNT(*) FROM employees WHERE age > -$1 GROUP BY 1")
+    assert statement.tree is not None
+    plan = plan_query(statement.tree, RewriteContext(policy, "analyst", "analyst"))
+    bound = plan.engine_parameters(["30"])  # text, as pgbench sends it
+    for kind, engine in opened.items():
+        if kind == "spark":  # Spark casts the text to a number: it binds, and runs
+            asyncio.run(engine.check(plan, bound))
+            assert asyncio.run(engine.run(plan, bound, RunningQuery(), Limits(timeout_seconds=60)))[1]
+            continue
+        with pytest.raises(DatatypeMismatch):
+            asyncio.run(engine.check(plan, bound))
 
 
 def test_a_postgresql_dataset_over_the_wire(

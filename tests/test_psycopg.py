@@ -471,3 +471,19 @@ def test_people_counts_on_a_multi_row_dataset(  # type: ignore[no-untyped-def]
         # each person counts in at most 2 channels: people in their other channels are dropped
         assert people <= truth[channel] + 3 * (high - low)
         assert visits <= 5 * truth[channel] + 3 * (high - low)  # at most 5 visits per person per channel
+
+
+def test_a_parameter_the_engine_cannot_bind_is_refused_before_any_charge(proxy: ProxyProcess) -> None:
+    """pgbench's `age > -:lo` with the value sent as untyped text: a failure of the statement, not
+    of the data, so 42804 with a hint and no ε spent (it used to be XX000 after a charge)."""
+    before = spent_micro(proxy)
+    with connect(proxy) as conn, conn.cursor() as cur:
+        with pytest.raises(errors.DatatypeMismatch) as caught:
+            cur.execute(
+                "SELECT department, COUNT(*) FROM employees WHERE age > -%s GROUP BY department",
+                ("30",),
+                prepare=True,
+            )
+        assert "::integer" in (caught.value.diag.message_hint or "")
+        row = cur.execute("SELECT COUNT(*) FROM employees WHERE age > -%s::integer", ("30",)).fetchone()
+    assert row is not None and spent_micro(proxy) - before == 500_000  # only the cast query was charged
