@@ -217,6 +217,18 @@ class _Scaled:
         unit = 2.0 ** -(self.f if f is None else f)
         return sqlglot.parse_one(f"CAST(SUM({values}) AS DOUBLE) * {unit!r}", read="duckdb")
 
+    def centred_total(self, column_name: str) -> exp.Expression:
+        """Σ (value - midpoint), exact: the midpoint is taken off once per group, as
+        SUM(values) - midpoint · COUNT(column) in 38-digit integers (a value is NULL exactly when the
+        column is), not once per row (a checked BIGINT subtraction per row cost a third of the sum)."""
+        unit = 2.0**-self.f
+        column = exp.column(column_name, quoted=True).sql("duckdb")
+        return sqlglot.parse_one(
+            f"CAST(SUM({self.sql}) - CAST({self.midpoint} AS DECIMAL(38, 0)) * COUNT({column}) AS DOUBLE) "
+            f"* {unit!r}",
+            read="duckdb",
+        )
+
 
 def _scaled(column_name: str, column: Column) -> _Scaled:
     """The value clipped to [lower, upper] as a double, then rounded half-up to a multiple of 2^-f:
@@ -299,7 +311,7 @@ def _measure(
         return MeasuredAggregate(name, "sum", column, (f"__m{index}",)), [
             exp.alias_(scaled.total(scaled.sql), f"__m{index}")
         ]
-    centred = scaled.total(f"{scaled.sql} - {scaled.midpoint}")
+    centred = scaled.centred_total(argument.name)
     if function.startswith(("var", "stddev")):  # centred sum of squares, centred sum, count
         names = (f"__m{index}q", f"__m{index}s", f"__m{index}c")
         return MeasuredAggregate(name, function, column, names), [
