@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -28,6 +29,7 @@ from pgerrors import (
     UndefinedCursor,
     UndefinedPreparedStatement,
 )
+from proxy import metrics
 from proxy.gateway import Gateway
 from proxy.planning import plan_off_loop
 from proxy.results import Description, Result
@@ -419,6 +421,7 @@ class Connection:
         if result.columns is None:
             self.out += codec.command_complete(result.tag)
             return
+        started = time.perf_counter()
         formats = formats or (0,) * len(result.columns)
         if describe:
             self._describe_rows(result.columns, formats)
@@ -429,6 +432,7 @@ class Connection:
             codec.data_row([enc(v) for enc, v in zip(encoders, row, strict=True)])
             for row in result.rows[start:end]
         )
+        metrics.PHASE_SECONDS.labels("send").observe(time.perf_counter() - started)
         if portal is not None:
             portal.sent = end
             if end < len(result.rows):

@@ -1,10 +1,14 @@
-"""A DP query over a dataset, answered: plan → cached answer or charge → engine → noise → released rows.
+"""A DP query over a dataset, answered: plan → cached answer, or check → engine → noise → charge and
+store → released rows.
 
-If this question was answered before, the stored answer is re-served at no cost. Otherwise the
-ledger charges the plan's cost (`Ledger.charge`, the only place budget is spent) before the engine
-runs; the noisy measures are stored, then presented (suppression, intervals, HAVING, ORDER BY,
-LIMIT: post-processing). A charge is never refunded: if the engine fails after it, the charge stands
-and the failure is kept as the question's answer (a refund could make failures observable).
+If this question was answered before, the stored answer is re-served at no cost. Otherwise the budget
+is checked (reading only: 53400 before the engine runs) and the parameters are bound by the engine
+without reading data (42804 before anything is spent); the engine runs, the noise is drawn, and the
+debit, its audit row and the stored answer commit in one ledger transaction
+(`Ledger.charge_and_keep`, the only place budget is spent) before anything is sent; then the answer
+is presented (suppression, intervals, HAVING, ORDER BY, LIMIT: post-processing). A charge is never
+refunded and an engine failure is charged all the same, its failure kept as the question's answer
+(a free failure could make data observable).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,17 +158,18 @@ class DpQueries:
                     return await self._answer_again(
                         plan, state, statement, params, Answer.from_json(stored), notes
                     )
-                released, balance, spent = await self._release(plan, state, params, dataset, engine, [key])
-                kept = await asyncio.to_thread(
-                    self.ledger.keep_answer, key, plan.dataset, state.user, released.to_json()
+                kept, balance, spent = await self._release(
+                    plan, state, params, dataset, engine, lambda released: {key: released.to_json()}, [key]
                 )
-            answer = Answer.from_json(kept)  # another process may have stored its answer first
+            answer = Answer.from_json(kept[key])  # another process may have stored its answer first
         started = time.perf_counter()
         rows = present(plan, answer, pending)
-        metrics.PHASE_SECONDS.labels("noise").observe(time.perf_counter() - started)
+        metrics.PHASE_SECONDS.labels("present").observe(time.perf_counter() - started)
+        started = time.perf_counter()
         observation = await self._observe(
             plan, state, statement, params, answer, rows, spent.epsilon, dataset
         )
+        metrics.PHASE_SECONDS.labels("detect").observe(time.perf_counter() - started)
         if observation.withheld_by is not None:
             alert = observation.withheld_by
             await self._audit(
@@ -199,21 +204,24 @@ class DpQueries:
         params: Sequence[Any],
         dataset: Dataset,
         engine: Engine,
+        keeping: Callable[[Answer], dict[str, str]],
         keys: Sequence[str],
         span: tuple[dt.datetime, dt.datetime] | None = None,
-    ) -> tuple[Answer, Balance, PureDP]:
-        """Charge the question, run its plan (a bucketed one over `span`) and draw its noise. Should
-        the engine fail, the failure is kept under `keys`: asking again gives the same error."""
+    ) -> tuple[dict[str, str], Balance, PureDP]:
+        """Release the question: refuse it if the budget cannot pay (reading only) or its parameters
+        cannot bind, run its plan (a bucketed one over `span`), draw its noise, then debit, audit and
+        store the answers `keeping` makes of the release (keyed by `keys`) in one transaction, before
+        anything is sent. Should the engine fail, the charge is made all the same and the failure kept
+        under `keys`: asking again gives the same error, whatever the data."""
         terms = Terms.of(dataset.budget, time.time())
         cost = Cost(plan.cost, plan.events if dataset.budget.delta is not None else ())
+        audited = {"delta": plan.delta} if self.audit is not None else None
         bound = plan.engine_parameters(params, *(span or (None, None)))
+        started = time.perf_counter()
+        await asyncio.to_thread(self.ledger.headroom, plan.dataset, state.user, cost, terms)
         # Parameters the engine cannot bind fail whatever the data: refused before the charge.
         await engine.check(plan, bound)
-        # The charge and its "query answered" audit row commit in one transaction.
-        audited = {"delta": plan.delta} if self.audit is not None else None
-        balance, spent = await asyncio.to_thread(
-            self.ledger.charge, plan.dataset, state.user, cost, terms, plan.fingerprint, audited
-        )
+        metrics.PHASE_SECONDS.labels("check").observe(time.perf_counter() - started)
         started = time.perf_counter()
         try:
             engine_columns, engine_rows = await engine.run(plan, bound, state.running, self._limits(state))
@@ -222,11 +230,23 @@ class DpQueries:
             # the charge stands, the failure is kept as this question's answer and the client
             # sees the same words whatever the data.
             failed = dict.fromkeys(keys, FAILED)
-            await asyncio.to_thread(self.ledger.keep_answers, failed, plan.dataset, state.user)
+            await asyncio.to_thread(
+                self.ledger.charge_and_keep, plan.dataset, state.user, cost, terms, plan.fingerprint,
+                audited, failed,
+            )  # fmt: skip
             await self._audit("query failed", state.user, plan.dataset, fingerprint=plan.fingerprint)
             raise _engine_failed() from None
         metrics.PHASE_SECONDS.labels("engine").observe(time.perf_counter() - started)
-        return draw_noise(plan, engine_columns, engine_rows), balance, spent
+        started = time.perf_counter()
+        released = draw_noise(plan, engine_columns, engine_rows)
+        metrics.PHASE_SECONDS.labels("noise").observe(time.perf_counter() - started)
+        started = time.perf_counter()
+        balance, spent, kept = await asyncio.to_thread(
+            self.ledger.charge_and_keep, plan.dataset, state.user, cost, terms, plan.fingerprint,
+            audited, keeping(released),
+        )  # fmt: skip
+        metrics.PHASE_SECONDS.labels("charge").observe(time.perf_counter() - started)
+        return kept, balance, spent
 
     async def _release_buckets(
         self,
@@ -254,14 +274,14 @@ class DpQueries:
             if missing:
                 assert plan.bucketing is not None
                 span = plan.bucketing.span(missing)
-                released, balance, spent = await self._release(
-                    plan, state, params, dataset, engine, [keys[v] for v in missing], span
+
+                def keeping(released: Answer) -> dict[str, str]:
+                    parts = split(plan, released)
+                    return {keys[v]: parts[v].to_json() for v in missing}
+
+                kept, balance, spent = await self._release(
+                    plan, state, params, dataset, engine, keeping, [keys[v] for v in missing], span
                 )
-                parts = split(plan, released)
-                kept = await asyncio.to_thread(
-                    self.ledger.keep_answers,
-                    {keys[v]: parts[v].to_json() for v in missing}, plan.dataset, state.user,
-                )  # fmt: skip
                 stored.update({v: kept[keys[v]] for v in missing})
                 fresh = (balance, spent, len(missing), len(keys) - len(missing))
         answers = {value: Answer.from_json(text) for value, text in stored.items() if text is not None}

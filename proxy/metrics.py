@@ -38,7 +38,8 @@ GROUPS = Counter(
 )
 PHASE_SECONDS = Histogram(
     "privacylens_query_phase_seconds",
-    "Time per phase of a DP query (plan, engine, noise).",
+    "Time per phase of a fresh DP query: plan, check (budget headroom and parameter binding), engine, "
+    "noise, charge (debit, audit row and stored answer in one transaction), present, detect, send.",
     ["phase"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

@@ -5,7 +5,8 @@
 the debit and the new balance before committing with `synchronous=FULL`. Because the write lock is
 held from read to commit, concurrent debits, from threads or from other processes sharing the file,
 are serialised and can never overspend; a crash before COMMIT leaves no trace and after COMMIT the
-debit is on disk. The caller releases an answer only after `debit` returns.
+debit is on disk. The caller releases an answer only after `debit` returns. A fresh answer's debit,
+its audit row and the stored answer commit in one transaction (`Ledger.charge_and_keep`).
 """
 
 from __future__ import annotations
@@ -118,17 +119,45 @@ class Ledger:
         fingerprint: str,
         audited: dict[str, Any] | None = None,
     ) -> tuple[Balance, PureDP]:
-        """The only place budget is spent: charge one release atomically, before it is released, or
-        raise BudgetExhausted charging nothing. Returns the new balance and what this release cost.
+        """Charge one release atomically, before it is released, or raise BudgetExhausted charging
+        nothing. Returns the new balance and what this release cost.
 
         Pure ε: the cost rounded up to the micro-ε. (ε, δ): the growth of the account's composed ε at
         the budget's δ (privacy.accounting), at least one micro-ε.
         """
         with self.db.write() as tx:
+            return _debit(tx, dataset, user, cost, terms, fingerprint, audited)
+
+    def headroom(self, dataset: str, user: str, cost: Cost, terms: Terms) -> None:
+        """Refuse (BudgetExhausted) a release the account cannot pay for, reading only: the check
+        before the engine runs. The charge itself re-checks inside its own transaction."""
+        with self.db.read() as tx:
             if terms.delta is None:
-                price = PureDP.from_epsilon(cost.epsilon)
-                return debit_pure(tx, dataset, user, price, terms, fingerprint, audited), price
-            return debit_composed(tx, dataset, user, cost.events, terms, fingerprint, audited)
+                pure_headroom(tx, dataset, user, PureDP.from_epsilon(cost.epsilon), terms)
+            else:
+                composed_cost(tx, dataset, user, cost.events, terms)
+
+    def charge_and_keep(
+        self,
+        dataset: str,
+        user: str,
+        cost: Cost,
+        terms: Terms,
+        fingerprint: str,
+        audited: dict[str, Any] | None,
+        answers: Mapping[str, str],
+    ) -> tuple[Balance, PureDP, dict[str, str]]:
+        """The only place budget is spent: one transaction (one fsync) that debits the release, writes
+        its audit row and stores its answers, before anything is sent. If another process stored
+        these answers first, nothing is charged (cost 0) and its answers come back instead, so one
+        released answer is charged once. BudgetExhausted charges and stores nothing."""
+        with self.db.write() as tx:
+            stored = {key: tx.one("SELECT answer FROM answers WHERE key = ?", (key,)) for key in answers}
+            if all(row is not None for row in stored.values()):
+                balance = Balance(dataset, user, terms.total, PureDP(_spent(tx, dataset, user, terms.period)))
+                return balance, PureDP(0), {key: str(row[0]) for key, row in stored.items() if row}
+            balance, spent = _debit(tx, dataset, user, cost, terms, fingerprint, audited)
+            return balance, spent, _keep_answers(tx, answers, dataset, user)
 
     def secret(self, name: str) -> str:
         """A random secret made once and kept: stable across restarts and shared by replicas."""
@@ -157,18 +186,37 @@ class Ledger:
 
     def keep_answers(self, answers: Mapping[str, str], dataset: str, user: str) -> dict[str, str]:
         """Store several released answers in one transaction; each key keeps the answer stored first."""
-        kept = {}
         with self.db.write() as tx:
-            for key, answer in answers.items():
-                tx.execute(
-                    "INSERT INTO answers (key, at, dataset, user_name, answer) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    (key, time.time(), dataset, user, answer),
-                )
-                row = tx.one("SELECT answer FROM answers WHERE key = ?", (key,))
-                assert row is not None
-                kept[key] = str(row[0])
-        return kept
+            return _keep_answers(tx, answers, dataset, user)
+
+
+def _keep_answers(tx: Tx, answers: Mapping[str, str], dataset: str, user: str) -> dict[str, str]:
+    kept = {}
+    for key, answer in answers.items():
+        tx.execute(
+            "INSERT INTO answers (key, at, dataset, user_name, answer) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (key) DO NOTHING",
+            (key, time.time(), dataset, user, answer),
+        )
+        row = tx.one("SELECT answer FROM answers WHERE key = ?", (key,))
+        assert row is not None
+        kept[key] = str(row[0])
+    return kept
+
+
+def _debit(
+    tx: Tx,
+    dataset: str,
+    user: str,
+    cost: Cost,
+    terms: Terms,
+    fingerprint: str,
+    audited: dict[str, Any] | None,
+) -> tuple[Balance, PureDP]:
+    if terms.delta is None:
+        price = PureDP.from_epsilon(cost.epsilon)
+        return debit_pure(tx, dataset, user, price, terms, fingerprint, audited), price
+    return debit_composed(tx, dataset, user, cost.events, terms, fingerprint, audited)
 
 
 def pure_headroom(tx: Tx, dataset: str, user: str, cost: PureDP, terms: Terms) -> int:

@@ -119,3 +119,26 @@ def test_budget_periods_from_the_policy() -> None:
     assert weekly.refreshes(3 * day) == "on 1970-01-08 00:00 UTC"
     forever = Budget(epsilon=1.0)
     assert forever.period(10**9) == 0 and forever.refreshes(10**9) == ""
+
+
+def test_charge_and_keep_debits_and_stores_in_one_transaction_once_per_answer(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite")
+    terms = Terms(PureDP.total(1.0))
+    cost = Cost(Fraction(4, 10))
+    ledger.headroom("d", "u", cost, terms)  # reading only
+    balance, spent, kept = ledger.charge_and_keep("d", "u", cost, terms, "f", None, {"k1": "first"})
+    assert (
+        spent == PureDP.from_epsilon(0.4)
+        and kept == {"k1": "first"}
+        and balance.remaining == PureDP.total(0.6)
+    )
+    # the same answer computed again (another process, a race): the stored one, and no second charge
+    balance, spent, kept = ledger.charge_and_keep("d", "u", cost, terms, "f", None, {"k1": "second"})
+    assert spent == PureDP(0) and kept == {"k1": "first"} and balance.remaining == PureDP.total(0.6)
+    ledger.charge_and_keep("d", "u", cost, terms, "f", None, {"k2": "x"})
+    with pytest.raises(BudgetExhausted):
+        ledger.headroom("d", "u", cost, terms)
+    with pytest.raises(BudgetExhausted):  # refused inside the transaction too: nothing stored
+        ledger.charge_and_keep("d", "u", cost, terms, "f", None, {"k3": "y"})
+    assert ledger.find_answer("k3") is None and ledger.find_answer("k2") == "x"
+    assert ledger.balance("d", "u", PureDP.total(1.0)).remaining == PureDP.total(0.2)
