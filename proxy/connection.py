@@ -35,9 +35,10 @@ from proxy.planning import plan_off_loop
 from proxy.results import Description, Result
 from proxy.session import SessionState
 from proxy.session_settings import CLIENT_DEFAULTS, DISPLAY_NAMES, REPORTED, SERVER_PARAMETERS, Settings
+from proxy.statement_cache import parsed
 from proxy.wire import codec
 from proxy.wire.types import declared_type, decode_parameter, encoder, oid_of, size_of
-from rewriter.parse import Kind, Statement, split_statements
+from rewriter.parse import Kind, Statement
 
 log = logging.getLogger("privacylens.connection")
 
@@ -212,7 +213,7 @@ class Connection:
 
     async def simple_query(self, body: bytes) -> None:
         try:
-            statements = await plan_off_loop(split_statements, codec.parse_query(body))
+            statements = await plan_off_loop(parsed, codec.parse_query(body))
             if not statements:
                 self.out += codec.empty_query_response()
             else:
@@ -314,7 +315,7 @@ class Connection:
         message = codec.parse_parse(body)
         if message.name and message.name in self.prepared:
             raise PgError(f'prepared statement "{message.name}" already exists')
-        statements = await plan_off_loop(split_statements, message.query)
+        statements = await plan_off_loop(parsed, message.query)
         if len(statements) > 1:
             raise SyntaxErrorPg("cannot insert multiple commands into a prepared statement")
         statement = statements[0] if statements else None

@@ -96,6 +96,8 @@ class DpQueries:
                 unique_units=unique,
                 now=now,
             )
+            if len(statement.plans) >= 64:  # a statement read by many contexts, or by the clock
+                statement.plans.clear()
             plan = statement.plans[key] = plan_query(statement.tree, ctx)
         assert isinstance(plan, Plan)
         return plan

@@ -43,6 +43,11 @@ PHASE_SECONDS = Histogram(
     ["phase"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+STATEMENT_CACHE = Counter(
+    "privacylens_statement_cache_total",
+    "Statement texts found already parsed (hit: parse and plan skipped) or parsed afresh (miss).",
+    ["outcome"],
+)
 CONNECTIONS = Gauge("privacylens_connections", "Open client connections.")
 LOGIN_FAILURES = Counter(
     "privacylens_login_failures_total",

@@ -79,3 +79,17 @@ def test_metrics_need_the_bearer_token_when_one_is_set(proxy_factory: Callable[.
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert "privacylens_connections" in response.read().decode()
+
+
+def test_a_repeated_query_text_is_parsed_and_planned_once(proxy_factory: Callable[..., ProxyProcess]) -> None:
+    port = free_port()
+    proxy = proxy_factory(_args=["--metrics-port", str(port)])
+    sql = "SELECT department, COUNT(*) FROM employees GROUP BY department"
+    with psycopg.connect(proxy.dsn(), autocommit=True) as conn:
+        first = conn.execute(sql).fetchall()
+        for _ in range(3):
+            assert conn.execute(sql).fetchall() == first  # re-served, from the same plan
+    with psycopg.connect(proxy.dsn(), autocommit=True) as other:  # another session shares it
+        assert other.execute(sql).fetchall() == first
+    text = scrape(port)
+    assert value(text, "privacylens_statement_cache_total", outcome="hit") >= 4
