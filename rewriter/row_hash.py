@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlglot
 from sqlglot import exp
+
+from rewriter.snippets import snippet
 
 DOUBLE_TEXT_LIMIT = 1e15  # floor(x · 1000) fits a BIGINT well inside this
 
@@ -52,14 +53,14 @@ def portable_text(value: str | exp.Expression, kind: str) -> exp.Expression:
         )
     else:
         raise ValueError(f"no portable text for type {kind}")
-    return sqlglot.parse_one(f"COALESCE({text}, CHR(30))", read="duckdb")
+    return snippet(f"COALESCE({text}, CHR(30))")
 
 
 def row_hash(parts: Sequence[Part]) -> exp.Expression:
     """md5 over the parts' portable texts and the bounding secret."""
     texts = [portable_text(value, kind) for value, kind in parts]
     sql = ", ".join(["CHR(31)", *(t.sql("duckdb") for t in texts), "privacylens_secret()"])
-    return sqlglot.parse_one(f"MD5(CONCAT_WS({sql}))", read="duckdb")
+    return snippet(f"MD5(CONCAT_WS({sql}))")
 
 
 def tie_breaks(parts: Sequence[Part]) -> list[exp.Expression]:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import sqlglot
 from sqlglot import exp
 
 from rewriter.context import RewriteContext
 from rewriter.policy import Dataset
 from rewriter.row_hash import row_hash, tie_breaks
 from rewriter.rules.clip_values import THRESHOLD_MEASURE, ClippedQuery
+from rewriter.snippets import snippet
 
 
 def bound_contribution(query: ClippedQuery, ctx: RewriteContext) -> ClippedQuery:
@@ -107,7 +107,7 @@ def _bounded(
     sql += f" SELECT {keys_out}{measure_sql} FROM {source}"
     if key_names:
         sql += f" GROUP BY {', '.join(key_names)}"
-    parsed = sqlglot.parse_one(sql, read=duck)
+    parsed = snippet(sql)
     assert isinstance(parsed, exp.Select)
     return parsed
 

@@ -16,13 +16,13 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
 
 from rewriter import fixed_point
 from rewriter.context import RewriteContext
 from rewriter.group_keys import KeySpec, group_keys, key_of
 from rewriter.policy import Column, Dataset
+from rewriter.snippets import snippet
 from rewriter.tree import aggregate_name, dataset_name, parameter_index, parameters, quantile_parts
 from rewriter.types import PG_TO_DUCKDB, POLICY_TO_PG, PgType
 
@@ -176,7 +176,7 @@ def _width_bucket(column: str, low: float, high: float, count: int) -> exp.Expre
         f"CASE WHEN {column} < {low!r} THEN 0 WHEN {column} >= {high!r} THEN {count + 1} "
         f"ELSE LEAST({count}, GREATEST(1, TRY_CAST(floor({ratio} * {count}) AS INTEGER) + 1)) END"
     )
-    return sqlglot.parse_one(sql, read="duckdb")
+    return snippet(sql)
 
 
 def _col(name: str) -> exp.Column:
@@ -215,7 +215,7 @@ class _Scaled:
     def total(self, values: str, f: int | None = None) -> exp.Expression:
         """SUM of BIGINT `values` (exact, any order), back to real units."""
         unit = 2.0 ** -(self.f if f is None else f)
-        return sqlglot.parse_one(f"CAST(SUM({values}) AS DOUBLE) * {unit!r}", read="duckdb")
+        return snippet(f"CAST(SUM({values}) AS DOUBLE) * {unit!r}")
 
     def centred_total(self, column_name: str) -> exp.Expression:
         """Σ (value - midpoint), exact: the midpoint is taken off once per group, as
@@ -223,10 +223,9 @@ class _Scaled:
         column is), not once per row (a checked BIGINT subtraction per row cost a third of the sum)."""
         unit = 2.0**-self.f
         column = exp.column(column_name, quoted=True).sql("duckdb")
-        return sqlglot.parse_one(
+        return snippet(
             f"CAST(SUM({self.sql}) - CAST({self.midpoint} AS DECIMAL(38, 0)) * COUNT({column}) AS DOUBLE) "
-            f"* {unit!r}",
-            read="duckdb",
+            f"* {unit!r}"
         )
 
 
