@@ -59,17 +59,86 @@ class Finding:
         return len(self.users) > 1
 
 
-def find(new: Release, history: Sequence[Release], config: Detectors, unit_column: str = "") -> list[Finding]:
+class History:
+    """Earlier fresh releases of one dataset, indexed so that each detector reads only its candidates:
+    the releases whose filters differ from a new one's by one condition (differencing), those of the
+    same question (averaging), and the same user's (burst). A new release costs a few dictionary
+    lookups, whatever the history's length; the answers are those of a scan of the whole history."""
+
+    def __init__(self, releases: Sequence[Release] = ()) -> None:
+        self.releases: list[Release] = []  # oldest first
+        self._by_filters: dict[tuple, list[Release]] = {}  # (groups, conjunct set)
+        self._by_filters_less_one: dict[tuple, list[Release]] = {}  # (groups, conjunct set minus one)
+        self._by_user: dict[str, list[Release]] = {}
+        self._first: int | None = None  # releases before this id were forgotten (see keep)
+        for release in releases:
+            self.add(release)
+
+    def add(self, release: Release) -> None:
+        if not release.fresh:
+            return
+        self.releases.append(release)
+        groups, conjuncts = release.question.groups, frozenset(release.question.conjuncts)
+        self._by_filters.setdefault((groups, conjuncts), []).append(release)
+        for condition in conjuncts:
+            self._by_filters_less_one.setdefault((groups, conjuncts - {condition}), []).append(release)
+        self._by_user.setdefault(release.user, []).append(release)
+
+    def keep(self, since: float, limit: int) -> None:
+        """Forget releases older than `since` and all but the `limit` newest; the indexes are rebuilt
+        when half of what they hold is gone (amortised constant work per release)."""
+        kept = [r for r in self.releases[-limit:] if r.at >= since]
+        if len(kept) * 2 < len(self.releases) or len(kept) == 0:
+            fresh = History(kept)
+            self.releases, self._by_filters = fresh.releases, fresh._by_filters
+            self._by_filters_less_one, self._by_user = fresh._by_filters_less_one, fresh._by_user
+        self._first = kept[0].id if kept else None
+
+    def _alive(self, found: Sequence[Release], new: Release, since: float) -> list[Release]:
+        first = self._first
+        return [r for r in found if r.id != new.id and r.at >= since and (first is None or r.id >= first)]
+
+    def one_condition_apart(self, new: Release, since: float) -> list[Release]:
+        """Releases with the same groups whose filters are `new`'s plus or minus one condition."""
+        groups, conjuncts = new.question.groups, frozenset(new.question.conjuncts)
+        found = list(self._by_filters_less_one.get((groups, conjuncts), ()))  # one condition more
+        for condition in conjuncts:  # one condition less
+            found += self._by_filters.get((groups, conjuncts - {condition}), ())
+        return sorted(self._alive(found, new, since), key=lambda r: r.id)
+
+    def same_question(self, new: Release, since: float) -> list[Release]:
+        key = (new.question.groups, frozenset(new.question.conjuncts))
+        return [
+            r
+            for r in self._alive(self._by_filters.get(key, ()), new, since)
+            if r.question.conjuncts == new.question.conjuncts
+        ]
+
+    def of_user(self, user: str, since: float) -> list[Release]:
+        first = self._first
+        return [r for r in self._by_user.get(user, ()) if r.at >= since and (first is None or r.id >= first)]
+
+
+def find(
+    new: Release, history: History | Sequence[Release], config: Detectors, unit_column: str = ""
+) -> list[Finding]:
     """What `new`, taken with the earlier releases on its dataset, looks like. Oldest history first."""
     if not new.fresh:
         return []
-    earlier = [
-        r for r in history if r.fresh and r.id != new.id and r.at >= new.at - config.window_hours * 3600
-    ]
+    if not isinstance(history, History):
+        history = History(history)
+    since = new.at - config.window_hours * 3600
     found = [
-        differencing(new, earlier, config.differencing.max_units, unit_column),
-        averaging(new, earlier, config.averaging.max_repeats),
-        burst(new, earlier, config.burst.max_queries, config.burst.seconds),
+        differencing(
+            new, history.one_condition_apart(new, since), config.differencing.max_units, unit_column
+        ),
+        averaging(new, history.same_question(new, since), config.averaging.max_repeats),
+        burst(
+            new,
+            [r for r in history.of_user(new.user, since) if r.id != new.id],
+            config.burst.max_queries,
+            config.burst.seconds,
+        ),
     ]
     return [f for f in found if f is not None]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from answers.detectors import Finding, Release, find
+from answers.detectors import Finding, History, Release, find
 from rewriter.policy import Detectors
 from rewriter.question import Question
 from stores.database import Database, Tx, as_database
@@ -90,7 +90,7 @@ class Monitor:
         self.db = as_database(location, "NORMAL")
         self.db.create(SCHEMA)
         self._lock = threading.Lock()  # guards the parsed history
-        self._known: dict[str, list[Release]] = {}  # parsed history per dataset (see _history)
+        self._known: dict[str, History] = {}  # parsed, indexed history per dataset (see _history)
 
     def close(self) -> None:
         self.db.close()
@@ -165,28 +165,24 @@ class Monitor:
             )
             return tx.rowcount == 1
 
-    def _history(self, tx: Tx, dataset: str, since: float) -> list[Release]:
-        """The dataset's fresh answers since `since`, oldest first (at most HISTORY_LIMIT).
+    def _history(self, tx: Tx, dataset: str, since: float) -> History:
+        """The dataset's fresh answers since `since` (at most HISTORY_LIMIT), indexed for the detectors.
 
         Parsed rows are kept between calls; each call reads only rows added since (by this process
         or any other sharing the ledger), so the cost does not grow with the history.
         """
-        known = self._known.setdefault(dataset, [])
-        last = known[-1].id if known else 0
+        known = self._known.setdefault(dataset, History())
+        last = known.releases[-1].id if known.releases else 0
         rows = tx.execute(
             "SELECT id, at, user_name, question, sizes, size_sd FROM released "
             "WHERE dataset = ? AND fresh = 1 AND id > ? AND at >= ? ORDER BY id DESC LIMIT ?",
             (dataset, last, since, HISTORY_LIMIT),
         )
-        known.extend(
-            Release(
-                row[0], row[1], row[2], Question.from_json(row[3]), tuple(json.loads(row[4])), row[5], True
-            )
-            for row in reversed(rows)
-        )
-        kept = [r for r in known[-HISTORY_LIMIT:] if r.at >= since]
-        self._known[dataset] = kept
-        return list(kept)
+        for row in reversed(rows):
+            question = Question.from_json(row[3])
+            known.add(Release(row[0], row[1], row[2], question, tuple(json.loads(row[4])), row[5], True))
+        known.keep(since, HISTORY_LIMIT)
+        return known
 
     def _raise(self, tx: Tx, dataset: str, finding: Finding, now: float, config: Detectors) -> Alert | None:
         """Store a finding as an alert, unless it continues one raised since its first query."""
