@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -401,7 +402,7 @@ class DpQueries:
             self.monitor.observe,
             plan.dataset,
             state.user,
-            statement.tree.sql(dialect="postgres"),
+            postgres_text(statement.tree),
             params,
             epsilon,
             epsilon > 0,
@@ -464,3 +465,9 @@ def _engine_failed() -> PgError:
     )
     error.audited = True
     return error
+
+
+@functools.lru_cache(maxsize=1024)
+def postgres_text(tree: exp.Expression) -> str:
+    """A statement as the detectors' history records it (generated once per distinct statement)."""
+    return tree.sql(dialect="postgres")

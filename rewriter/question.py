@@ -11,6 +11,7 @@ Parameters stay as `$n` until `render` substitutes the bound values.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,9 +38,16 @@ class Question:
     conjuncts: tuple[str, ...]  # sorted; may hold $n parameters
 
     def render(self, params: Sequence[Any]) -> Question:
-        """The same question with bound parameter values in place of $n."""
+        """The same question with bound parameter values in place of $n (remembered: a prepared
+        statement asks the same question with the same values again and again)."""
         if not params or not any("$" in c for c in self.conjuncts):
             return self
+        try:
+            return _rendered(self, tuple(params))
+        except TypeError:  # a value that cannot be a dictionary key
+            return self._render(params)
+
+    def _render(self, params: Sequence[Any]) -> Question:
         rendered = []
         for text in self.conjuncts:
             node = sqlglot.parse_one(text, read="postgres")
@@ -146,3 +154,8 @@ def _always_true(node: exp.Expression, dataset: Dataset) -> bool:
 
 def _sql(node: exp.Expression) -> str:
     return node.sql(dialect="postgres")
+
+
+@functools.lru_cache(maxsize=4096)
+def _rendered(question: Question, params: tuple[Any, ...]) -> Question:
+    return question._render(params)
