@@ -122,14 +122,16 @@ class ContinualReleases:
         charge = not closed
         state = closed[max(closed)].state if closed else None
         staged: list[Closed] = []
+        files = self.store.segments.files(dataset, name)
+        erased = self.store.erased(dataset, name)
         for index in range((max(days) - first).days + 1):
             if index in closed:
                 continue
             day = first + dt.timedelta(days=index)
             out = self.trees.stage(dataset, metric, name, index)
             size = 1 if metric == "dau" else window
-            exact = self.store.close_presence(
-                dataset, name, day - dt.timedelta(days=size - 1), day, setting.changes, state, out
+            exact = self.trees.close_day(
+                files, erased, day - dt.timedelta(days=size - 1), day, setting.changes, state, out
             )
             staged.append(Closed(index, exact, out))
             state = out

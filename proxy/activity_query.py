@@ -61,7 +61,7 @@ class ActivityService:
         apply retention."""
         for name, spec in sorted(self.policy.activities.items()):
             self.store.recover(name)
-            self.store.purge_tree_states(name, self.trees.latest_states(name))
+            self.trees.purge(name, functools.partial(self.store.erased, name))
             self.store.expire(name, spec.retention_days)
 
     def maintain(self) -> None:
@@ -74,7 +74,7 @@ class ActivityService:
     def flush_deletes(self, dataset: str) -> Flushed:
         """Purge erased people from the stored events and from continual-release cap states."""
         flushed = self.store.flush_deletes(dataset)
-        self.store.purge_tree_states(dataset, self.trees.latest_states(dataset))
+        self.trees.purge(dataset, functools.partial(self.store.erased, dataset))
         return flushed
 
     def spec(self, dataset: str) -> ActivityDataset:

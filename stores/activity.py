@@ -28,6 +28,7 @@ import duckdb
 import numpy as np
 
 from stores import audit
+from stores.activity_duck import EVENTS, NOT_ERASED, duck, erased_frame, path_list, quoted
 from stores.activity_input import BadEvent, Batch
 from stores.activity_segments import Segments, Staged, fsync_file
 from stores.database import Database, as_database
@@ -86,7 +87,7 @@ class ActivityStore:
             return Ingested(0, 0)
         now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         domains = domains or {}
-        con = _duck()
+        con = duck()
         try:
             con.register("raw", _frame(batch, domains))
             _check(con, now + future_grace)
@@ -179,7 +180,7 @@ class ActivityStore:
         segments: list[str],
     ) -> Staged:
         temporary, final = self.segments.stage(dataset, epoch)
-        con.register("erased", _erased_frame(erased))
+        con.register("erased", erased_frame(erased))
         inner, outer = _pads(key)
         carried = "".join(f', ev."{name}"' for name in segments)
         listed = "".join(f', "{name}"' for name in segments)
@@ -193,8 +194,8 @@ class ActivityStore:
                     FROM ev JOIN named USING (user_id)
                     WHERE ev.op = '+' AND CAST(ev.t AS DATE) IN (SELECT unnest($days::DATE[]))
                 )
-                SELECT pseudonym, day, ts{listed} FROM e WHERE {_NOT_ERASED} ORDER BY day
-            ) TO '{_quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)""",
+                SELECT pseudonym, day, ts{listed} FROM e WHERE {NOT_ERASED} ORDER BY day
+            ) TO '{quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)""",
             {"inner": inner, "outer": outer, "days": days},
         ).fetchone()
         con.unregister("erased")
@@ -237,80 +238,9 @@ class ActivityStore:
             out.update(self._windows(dataset, epoch, epoch_ends, window_days))
         return out
 
-    def close_presence(
-        self,
-        dataset: str,
-        epoch: str,
-        first: dt.date,
-        last: dt.date,
-        changes: int,
-        state_in: Path | None,
-        state_out: Path,
-    ) -> int:
-        """One day of a continual-release tree: the people active in [first, last] switch through
-        the flippancy cap (`privacy.continual.switched`, in SQL) from `state_in`; the new state is
-        written to `state_out` (fsynced by the caller's commit). Anyone erased in the epoch is out.
-        Returns how many people are counted."""
-        files = [str(f) for f in self.segments.files(dataset, epoch)]
-        present = (
-            f"SELECT DISTINCT pseudonym FROM {_EVENTS} e WHERE day BETWEEN $first AND $last "
-            "AND pseudonym NOT IN (SELECT pseudonym FROM erased)"
-            if files
-            else "SELECT NULL::BLOB AS pseudonym WHERE false"
-        )
-        before = (
-            f"SELECT pseudonym, counted, used FROM read_parquet('{_quoted(state_in)}') "
-            "WHERE pseudonym NOT IN (SELECT pseudonym FROM erased)"
-            if state_in is not None
-            else "SELECT NULL::BLOB AS pseudonym, NULL::BOOLEAN AS counted, NULL::INTEGER AS used WHERE false"
-        )
-        con = _duck()
-        try:
-            names = [(p, ts) for p, ts, _ in self.erasures.names(dataset, epoch)]
-            con.register("erased", _erased_frame(names))
-            params = {"first": first, "last": last, "changes": changes}
-            if files:
-                params["files"] = files
-            con.execute(
-                f"""COPY (
-                WITH present AS ({present}), before AS ({before}),
-                joined AS (
-                    SELECT coalesce(b.pseudonym, p.pseudonym) AS pseudonym, coalesce(b.counted, false) AS was,
-                           coalesce(b.used, 0) AS used, p.pseudonym IS NOT NULL AS wanted
-                    FROM before b FULL OUTER JOIN present p ON b.pseudonym = p.pseudonym),
-                moved AS (SELECT *, wanted <> was AND (NOT wanted OR used + 1 < $changes) AS flips
-                          FROM joined)
-                SELECT pseudonym, CASE WHEN flips THEN wanted ELSE was END AS counted,
-                       CAST(used + CAST(flips AS INTEGER) AS INTEGER) AS used
-                FROM moved ORDER BY pseudonym
-                ) TO '{_quoted(state_out)}' (FORMAT parquet, COMPRESSION zstd)""",
-                params,
-            )
-            counted = f"SELECT count(*) FROM read_parquet('{_quoted(state_out)}') WHERE counted"
-            row = con.execute(counted).fetchone()
-        finally:
-            con.close()
-        return int(row[0]) if row else 0
-
-    def purge_tree_states(self, dataset: str, states: list[tuple[str, Path]]) -> None:
-        """Rewrite each tree's latest cap state without the people erased in its epoch."""
-        for epoch, path in states:
-            names = self.erasures.names(dataset, epoch)
-            if not names or not path.exists():
-                continue
-            temporary = path.with_suffix(".purging")
-            con = _duck()
-            try:
-                con.register("erased", _erased_frame([(p, ts) for p, ts, _ in names]))
-                con.execute(
-                    f"""COPY (SELECT * FROM read_parquet('{_quoted(path)}')
-                    WHERE pseudonym NOT IN (SELECT pseudonym FROM erased))
-                    TO '{_quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)"""
-                )
-            finally:
-                con.close()
-            fsync_file(temporary)
-            temporary.replace(path)
+    def erased(self, dataset: str, epoch: str) -> list[tuple[str, str]]:
+        """The epoch's erasures as (pseudonym hex, ts)."""
+        return [(p, ts) for p, ts, _ in self.erasures.names(dataset, epoch)]
 
     def rotate(
         self,
@@ -346,8 +276,8 @@ class ActivityStore:
             by_epoch.setdefault(pick(end).name, []).append(end)
         out: dict[dt.date, dict[str, int]] = {end: {} for end in ends}
         sql = f"""WITH ends AS (SELECT unnest($ends::DATE[]) AS end_day),
-            e AS (SELECT pseudonym, day, ts, "{column}" AS segment FROM {_EVENTS} e
-                  WHERE day BETWEEN $first AND $last AND "{column}" IS NOT NULL AND {_NOT_ERASED}),
+            e AS (SELECT pseudonym, day, ts, "{column}" AS segment FROM {EVENTS} e
+                  WHERE day BETWEEN $first AND $last AND "{column}" IS NOT NULL AND {NOT_ERASED}),
             firsts AS (SELECT end_day, pseudonym, segment, min(ts) AS t FROM ends
                        JOIN e ON e.day > end_day - $window::INTEGER AND e.day <= end_day GROUP BY ALL),
             ranked AS (SELECT end_day, segment,
@@ -378,8 +308,8 @@ class ActivityStore:
             dataset,
             epoch,
             f"""WITH ends AS (SELECT unnest($ends::DATE[]) AS end_day),
-            e AS (SELECT pseudonym, day, ts FROM {_EVENTS} e
-                  WHERE day BETWEEN $first AND $last AND {_NOT_ERASED})
+            e AS (SELECT pseudonym, day, ts FROM {EVENTS} e
+                  WHERE day BETWEEN $first AND $last AND {NOT_ERASED})
             SELECT end_day, COUNT(DISTINCT pseudonym) FROM ends
             JOIN e ON e.day > end_day - $window::INTEGER AND e.day <= end_day GROUP BY end_day""",
             {
@@ -398,8 +328,8 @@ class ActivityStore:
         return self._counted(
             dataset,
             epoch,
-            f"""SELECT {group} AS day, COUNT(DISTINCT pseudonym) FROM {_EVENTS} e
-            WHERE day BETWEEN $first AND $last AND {_NOT_ERASED} GROUP BY 1""",
+            f"""SELECT {group} AS day, COUNT(DISTINCT pseudonym) FROM {EVENTS} e
+            WHERE day BETWEEN $first AND $last AND {NOT_ERASED} GROUP BY 1""",
             {"first": first, "last": last},
         )
 
@@ -424,10 +354,9 @@ class ActivityStore:
                 if self.keys.shredded(dataset, epoch):
                     raise ShreddedKey(f"the events of {dataset} under key {epoch} were deleted at retention")
                 return None
-            con = _duck()
+            con = duck()
             try:
-                names = [(p, ts) for p, ts, _ in self.erasures.names(dataset, epoch)]
-                con.register("erased", _erased_frame(names))
+                con.register("erased", erased_frame(self.erased(dataset, epoch)))
                 return run(con, {**params, "files": [str(f) for f in files]})
             except duckdb.IOException:
                 if attempt == 2:
@@ -446,8 +375,8 @@ class ActivityStore:
             return Estimate("exact", exact, exact, exact, int(exact))
         epoch = self.keys.calendar(dataset).counting(last).name
         sketch = new_sketch(backend, k)
-        sql = f"""SELECT hash(pseudonym) AS h FROM {_EVENTS} e
-            WHERE day = $day AND {_NOT_ERASED}"""
+        sql = f"""SELECT hash(pseudonym) AS h FROM {EVENTS} e
+            WHERE day = $day AND {NOT_ERASED}"""
 
         def feed(con: duckdb.DuckDBPyConnection, params: dict) -> None:
             day = first
@@ -471,18 +400,18 @@ class ActivityStore:
             if not self.segments.behind(dataset, epoch, latest) and len(files) <= COMPACT_AT:
                 continue
             known = self.erasures.names(dataset, epoch)
-            con = _duck()
+            con = duck()
             try:
-                con.register("erased", _erased_frame([(p, ts) for p, ts, _ in known]))
+                con.register("erased", erased_frame([(p, ts) for p, ts, _ in known]))
                 paths = [str(f) for f in files]
                 before = con.execute(
                     "SELECT count(*) FROM read_parquet(?, union_by_name = true)", [paths]
                 ).fetchone()
                 temporary, final = self.segments.stage(dataset, epoch)
                 kept = con.execute(
-                    f"""COPY (SELECT DISTINCT * FROM read_parquet({_list(paths)}, union_by_name = true) e
-                        WHERE {_NOT_ERASED}
-                        ORDER BY day) TO '{_quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)"""
+                    f"""COPY (SELECT DISTINCT * FROM read_parquet({path_list(paths)}, union_by_name = true) e
+                        WHERE {NOT_ERASED}
+                        ORDER BY day) TO '{quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)"""
                 ).fetchone()
             finally:
                 con.close()
@@ -537,13 +466,6 @@ class ActivityStore:
         self.db.close()
 
 
-def _duck() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that never spills (raw ids must not reach a file), in UTC."""
-    con = duckdb.connect(config={"temp_directory": "", "threads": 2})
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
 def _frame(batch: Batch, domains: Mapping[str, Sequence[str]]) -> dict[str, np.ndarray]:
     empty = np.full(len(batch), None, dtype=object)
     carried = {name: batch.segments.get(name, empty) for name in domains}
@@ -587,13 +509,6 @@ def _check(con: duckdb.DuckDBPyConnection, latest: dt.datetime) -> None:
     raise BadEvent(int(line), reason)
 
 
-def _erased_frame(names: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
-    return {
-        "pseudonym": np.array([bytes.fromhex(p) for p, _ in names], dtype=object),
-        "ts": np.array([dt.datetime.fromisoformat(ts) for _, ts in names], dtype="datetime64[us]"),
-    }
-
-
 def _pads(key: bytes) -> tuple[bytes, bytes]:
     """HMAC's inner and outer keys (RFC 2104) for a 32-byte key and SHA-256's 64-byte blocks."""
     block = key.ljust(64, b"\0")
@@ -602,18 +517,3 @@ def _pads(key: bytes) -> tuple[bytes, bytes]:
 
 # HMAC-SHA256(key, user_id) in DuckDB: H(outer || H(inner || message)); equal to hmac.digest (tested).
 _HMAC = "unhex(sha256($outer::BLOB || unhex(sha256($inner::BLOB || encode(ev.user_id)))))"
-
-
-# The events of an epoch: older segments may lack a segment column added to the policy since.
-_EVENTS = "read_parquet($files, union_by_name = true)"
-
-# An event is counted unless an erasure of the same pseudonym at or after its time covers it.
-_NOT_ERASED = "NOT EXISTS (SELECT 1 FROM erased x WHERE x.pseudonym = e.pseudonym AND e.ts <= x.ts)"
-
-
-def _quoted(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
-def _list(paths: list[str]) -> str:
-    return "[" + ", ".join(f"'{_quoted(Path(p))}'" for p in paths) + "]"

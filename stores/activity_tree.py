@@ -18,9 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from stores.activity_duck import EVENTS, duck, erased_frame, quoted
 from stores.activity_segments import fsync_file
 from stores.database import Database, Tx
 
@@ -122,6 +124,81 @@ class Trees:
                 (dataset, metric, period, first, end, value),
             )
         return True
+
+    def close_day(
+        self,
+        files: list[Path],
+        erased: list[tuple[str, str]],
+        first: dt.date,
+        last: dt.date,
+        changes: int,
+        state_in: Path | None,
+        state_out: Path,
+    ) -> int:
+        """One day of a continual-release tree: the people active in [first, last] switch through
+        the flippancy cap (`privacy.continual.switched`, in SQL) from `state_in`; the new state is
+        written to `state_out` (fsynced by `commit`). `files` are the epoch's event segments and
+        `erased` its erasures (pseudonym, ts): anyone erased in the epoch is out. Returns how many
+        people are counted."""
+        present = (
+            f"SELECT DISTINCT pseudonym FROM {EVENTS} e WHERE day BETWEEN $first AND $last "
+            "AND pseudonym NOT IN (SELECT pseudonym FROM erased)"
+            if files
+            else "SELECT NULL::BLOB AS pseudonym WHERE false"
+        )
+        before = (
+            f"SELECT pseudonym, counted, used FROM read_parquet('{quoted(state_in)}') "
+            "WHERE pseudonym NOT IN (SELECT pseudonym FROM erased)"
+            if state_in is not None
+            else "SELECT NULL::BLOB AS pseudonym, NULL::BOOLEAN AS counted, NULL::INTEGER AS used WHERE false"
+        )
+        con = duck()
+        try:
+            con.register("erased", erased_frame(erased))
+            params: dict = {"first": first, "last": last, "changes": changes}
+            if files:
+                params["files"] = [str(f) for f in files]
+            con.execute(
+                f"""COPY (
+                WITH present AS ({present}), before AS ({before}),
+                joined AS (
+                    SELECT coalesce(b.pseudonym, p.pseudonym) AS pseudonym, coalesce(b.counted, false) AS was,
+                           coalesce(b.used, 0) AS used, p.pseudonym IS NOT NULL AS wanted
+                    FROM before b FULL OUTER JOIN present p ON b.pseudonym = p.pseudonym),
+                moved AS (SELECT *, wanted <> was AND (NOT wanted OR used + 1 < $changes) AS flips
+                          FROM joined)
+                SELECT pseudonym, CASE WHEN flips THEN wanted ELSE was END AS counted,
+                       CAST(used + CAST(flips AS INTEGER) AS INTEGER) AS used
+                FROM moved ORDER BY pseudonym
+                ) TO '{quoted(state_out)}' (FORMAT parquet, COMPRESSION zstd)""",
+                params,
+            )
+            counted = f"SELECT count(*) FROM read_parquet('{quoted(state_out)}') WHERE counted"
+            row = con.execute(counted).fetchone()
+        finally:
+            con.close()
+        return int(row[0]) if row else 0
+
+    def purge(self, dataset: str, erased_in: Callable[[str], list[tuple[str, str]]]) -> None:
+        """Rewrite each tree's latest cap state without the people erased in its epoch
+        (`erased_in(epoch)`: that epoch's erasures, pseudonym and ts)."""
+        for epoch, path in self.latest_states(dataset):
+            names = erased_in(epoch)
+            if not names or not path.exists():
+                continue
+            temporary = path.with_suffix(".purging")
+            con = duck()
+            try:
+                con.register("erased", erased_frame(names))
+                con.execute(
+                    f"""COPY (SELECT * FROM read_parquet('{quoted(path)}')
+                    WHERE pseudonym NOT IN (SELECT pseudonym FROM erased))
+                    TO '{quoted(temporary)}' (FORMAT parquet, COMPRESSION zstd)"""
+                )
+            finally:
+                con.close()
+            fsync_file(temporary)
+            temporary.replace(path)
 
     def _relative(self, path: Path) -> str:
         return str(path.relative_to(self.folder))
