@@ -15,6 +15,8 @@ import datetime as dt
 import math
 from collections.abc import Callable
 
+import duckdb
+
 from answers.activity import Metric, Release
 from privacy.accounting import NoiseEvent, gaussian_scale
 from privacy.continual import node_sensitivity, prefix_nodes
@@ -130,9 +132,14 @@ class ContinualReleases:
             day = first + dt.timedelta(days=index)
             out = self.trees.stage(dataset, metric, name, index)
             size = 1 if metric == "dau" else window
-            exact = self.trees.close_day(
-                files, erased, day - dt.timedelta(days=size - 1), day, setting.changes, state, out
-            )
+            try:
+                exact = self.trees.close_day(
+                    files, erased, day - dt.timedelta(days=size - 1), day, setting.changes, state, out
+                )
+            except duckdb.IOException:  # the state read was swept: another asker closed later days
+                for c in [*staged, Closed(index, 0, out)]:
+                    c.state.unlink(missing_ok=True)
+                return None
             staged.append(Closed(index, exact, out))
             state = out
         counted = {c.index: c.exact for c in [*closed.values(), *staged]}

@@ -215,16 +215,26 @@ class Trees:
 
     def sweep(self, dataset: str, stale: float = 3600.0) -> None:
         """Delete state files no closure needs: committed ones that are not the latest of their
-        tree, and uncommitted ones (lost races, crashes) older than `stale` seconds."""
-        keep = {path.name for _, path in self.latest_states(dataset)}
-        rows = self.db.query("SELECT state_file FROM activity_tree_days WHERE dataset = ?", (dataset,))
-        committed = {Path(f).name for (f,) in rows}
+        tree, and uncommitted ones (lost races, crashes) older than `stale` seconds. Which files
+        are committed, and which are latest, come from one statement (one snapshot): a state another
+        process commits meanwhile is not yet known here, so it counts as uncommitted and young."""
+        rows = self.db.query(
+            "SELECT d.state_file, d.day_index = (SELECT MAX(x.day_index) FROM activity_tree_days x "
+            "WHERE x.dataset = d.dataset AND x.metric = d.metric AND x.period = d.period) "
+            "FROM activity_tree_days d WHERE d.dataset = ?",
+            (dataset,),
+        )
+        committed = {Path(f).name: bool(latest) for f, latest in rows}
         where = self.folder / dataset / "tree"
         if not where.is_dir():
             return
         now = time.time()
         for path in where.glob("*.parquet"):
-            if path.name in keep:
-                continue
-            if path.name in committed or now - path.stat().st_mtime > stale:
+            if committed.get(path.name):
+                continue  # the latest state of its tree
+            try:
+                old = now - path.stat().st_mtime > stale
+            except FileNotFoundError:
+                continue  # swept by another asker meanwhile
+            if path.name in committed or old:
                 path.unlink(missing_ok=True)

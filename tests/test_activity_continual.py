@@ -169,13 +169,13 @@ def test_concurrent_askers_share_one_tree_and_one_charge(tmp_path: Path) -> None
                 svc.release_rows("act", "mau", OCTOBER[0], OCTOBER[14], None, "a", now=NOW)
             )
         )
-        for _ in range(4)
+        for _ in range(8)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 4 and len({tuple(r[2] for r in rows) for rows in results}) == 1
+    assert len(results) == 8 and len({tuple(r[2] for r in rows) for rows in results}) == 1
     assert sum(r[5] for rows in results for r in rows) == pytest.approx(
         svc.releases.spent("act", "mau", 202510)
     )
