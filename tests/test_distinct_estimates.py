@@ -88,6 +88,8 @@ def test_store_estimates_apply_erasures_like_exact_counts(tmp_path: Path) -> Non
     assert exact.value == store.distinct_users("a", first, last) == 4000
     for backend in ("kmv", "theta"):
         found = store.estimate("a", first, last, backend, k=K)
-        assert found.low <= 4000 <= found.high and abs(found.value / 4000 - 1) < 5 / np.sqrt(K), found
+        # one draw (pseudonym keys are random): within 5 standard errors, not within its 2-SE range,
+        # which misses 5 % of the time (coverage is tested above, on seeded streams)
+        assert abs(found.value / 4000 - 1) < 5 / np.sqrt(K) and found.low < found.value < found.high, found
     assert store.estimate("a", dt.date(2025, 10, 7), dt.date(2025, 10, 9), "kmv").value == 0
     store.close()
