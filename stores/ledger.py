@@ -180,15 +180,6 @@ class Ledger:
             rows = {key: tx.one("SELECT answer FROM answers WHERE key = ?", (key,)) for key in keys}
         return {key: str(row[0]) if row else None for key, row in rows.items()}
 
-    def keep_answer(self, key: str, dataset: str, user: str, answer: str) -> str:
-        """Store a released answer; if another process stored one first, return that one instead."""
-        return self.keep_answers({key: answer}, dataset, user)[key]
-
-    def keep_answers(self, answers: Mapping[str, str], dataset: str, user: str) -> dict[str, str]:
-        """Store several released answers in one transaction; each key keeps the answer stored first."""
-        with self.db.write() as tx:
-            return _keep_answers(tx, answers, dataset, user)
-
 
 def _keep_answers(tx: Tx, answers: Mapping[str, str], dataset: str, user: str) -> dict[str, str]:
     kept = {}
