@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import duckdb
 
+from bench.query_overhead import timed
 from demo import visits
 from demo.employees import generate
 from rewriter.context import RewriteContext
@@ -47,15 +47,6 @@ QUERIES = [
 ]
 
 
-def median_time(fn, runs: int) -> float:  # type: ignore[no-untyped-def]
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=200)
@@ -80,7 +71,7 @@ def main() -> None:
             def explain(text: str = sql.replace("$1", "50000")) -> None:
                 con.execute(f"EXPLAIN {text}").fetchall()
 
-            planned, baseline = median_time(rewrite, args.runs), median_time(explain, args.runs)
+            planned, baseline = timed(rewrite, args.runs), timed(explain, args.runs)
             ours.append(planned)
             theirs.append(baseline)
             print(f"{planned * 1e3:8.2f}ms {baseline * 1e3:6.2f}ms {planned / baseline:5.1f}x  {sql[:70]}")
