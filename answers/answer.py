@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -94,22 +95,37 @@ def question_sql(plan: Plan, params: Sequence[Any]) -> str:
     value written in the query are one question.
 
     >>> import sqlglot
-    >>> from dataclasses import dataclass
+    >>> from dataclasses import dataclass, field
     >>> @dataclass
     ... class P:
     ...     engine_query: exp.Expression
     ...     engine_sql: str = ""
+    ...     memo: dict = field(default_factory=dict)
     >>> tree = sqlglot.parse_one("SELECT 1 WHERE a > TRY_CAST(TRY_CAST($1 AS INT) AS INT)", read="postgres")
     >>> question_sql(P(tree), [30])
     'SELECT 1 WHERE a > TRY_CAST(30 AS INT)'
     """
     if not params:
         return plan.engine_sql
-    tree = plan.engine_query.copy()
+    template = plan.memo.get(("question", len(params)))
+    if template is None:
+        template = plan.memo[("question", len(params))] = _question_template(plan.engine_query, len(params))
+    # One pass: a value whose text looks like a marker is never replaced again.
+    return _MARKER.sub(lambda found: literal(params[int(found.group(1))]).sql("duckdb"), template)
+
+
+_MARKER = re.compile("\x00([0-9]+)\x00")
+
+
+def _question_template(query: exp.Expression, count: int) -> str:
+    """The engine SQL with each of the first `count` parameters as a marker no statement text can
+    hold (`question_sql` puts each value's literal in its place): the tree is copied and generated
+    once per plan, not once per execution."""
+    tree = query.copy()
     for node in list(tree.find_all(exp.Parameter)):
         index = int(node.this.this) - 1
-        if 0 <= index < len(params):  # a bucketed question's range ($a, $b) stays a parameter
-            node.replace(literal(params[index]))
+        if 0 <= index < count:  # a bucketed question's range ($a, $b) stays a parameter
+            node.replace(exp.Var(this=f"\x00{index}\x00"))
     for cast in list(tree.find_all(exp.TryCast)):  # a parameter's own cast inside the column's cast
         inner = cast.this
         if isinstance(inner, exp.TryCast) and inner.to == cast.to:

@@ -35,7 +35,7 @@ from proxy.planning import plan_off_loop
 from proxy.results import Description, Result
 from proxy.session import SessionState
 from proxy.session_settings import CLIENT_DEFAULTS, DISPLAY_NAMES, REPORTED, SERVER_PARAMETERS, Settings
-from proxy.statement_cache import parsed
+from proxy.statement_cache import known, parsed
 from proxy.wire import codec
 from proxy.wire.types import declared_type, decode_parameter, encoder, oid_of, size_of
 from rewriter.parse import Kind, Statement
@@ -213,11 +213,15 @@ class Connection:
 
     async def simple_query(self, body: bytes) -> None:
         try:
-            statements = await plan_off_loop(parsed, codec.parse_query(body))
+            text = codec.parse_query(body)
+            statements = known(text)  # a repeated text skips the hop to a planning thread
+            if statements is None:
+                statements = await plan_off_loop(parsed, text)
             if not statements:
                 self.out += codec.empty_query_response()
             else:
-                await plan_off_loop(self._check_all, statements)
+                if len(statements) > 1:
+                    await plan_off_loop(self._check_all, statements)
                 for statement in statements:
                     if statement.kind is Kind.COPY_IN:
                         result = await self.copy_in(statement)
@@ -315,7 +319,9 @@ class Connection:
         message = codec.parse_parse(body)
         if message.name and message.name in self.prepared:
             raise PgError(f'prepared statement "{message.name}" already exists')
-        statements = await plan_off_loop(parsed, message.query)
+        statements = known(message.query)
+        if statements is None:
+            statements = await plan_off_loop(parsed, message.query)
         if len(statements) > 1:
             raise SyntaxErrorPg("cannot insert multiple commands into a prepared statement")
         statement = statements[0] if statements else None

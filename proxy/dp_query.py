@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -73,17 +72,11 @@ class DpQueries:
         """Plan once per statement and context: Parse/Describe and Execute share the plan. Datasets
         in `unique_units` (by default: those whose data was last checked to hold one row per unit)
         get plans without contribution bounding."""
-        settings = state.settings
-        unique = self.engines.unique_units if unique_units is None else unique_units
-        # A statement that reads the clock (now(), CURRENT_DATE) means something new each second.
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-        clock = now if statement.tree is not None and uses_clock(statement.tree) else None
-        key = (self.policy.version, state.user, state.role, settings.epsilon(), settings.confidence(),
-               settings.delta(), settings.mechanism(), settings.target_ci_width(), declared,
-               unique, clock)  # fmt: skip
+        key, now, unique = self._plan_key(statement, state, declared, unique_units)
         plan = statement.plans.get(key)
         if plan is None:
             assert isinstance(statement.tree, exp.Select)
+            settings = state.settings
             ctx = RewriteContext(
                 policy=self.policy,
                 user=state.user,
@@ -103,6 +96,39 @@ class DpQueries:
         assert isinstance(plan, Plan)
         return plan
 
+    async def planned(
+        self,
+        statement: Statement,
+        state: SessionState,
+        declared: tuple[str | None, ...],
+        unique_units: frozenset[str] | None = None,
+    ) -> Plan:
+        """`plan`, taken from the statement's plans on the event loop when it was made before (a dict
+        lookup), or made in a worker thread (planning may take milliseconds)."""
+        plan = statement.plans.get(self._plan_key(statement, state, declared, unique_units)[0])
+        if isinstance(plan, Plan):
+            return plan
+        return await plan_off_loop(self.plan, statement, state, declared, unique_units)
+
+    def _plan_key(
+        self,
+        statement: Statement,
+        state: SessionState,
+        declared: tuple[str | None, ...],
+        unique_units: frozenset[str] | None,
+    ) -> tuple[tuple[Any, ...], dt.datetime, frozenset[str]]:
+        """Everything a plan depends on, the time it is made at and the datasets planned as holding
+        one row per unit."""
+        settings = state.settings
+        unique = self.engines.unique_units if unique_units is None else unique_units
+        # A statement that reads the clock (now(), CURRENT_DATE) means something new each second.
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        clock = now if _reads_clock(statement) else None
+        key = (self.policy.version, state.user, state.role, settings.epsilon(), settings.confidence(),
+               settings.delta(), settings.mechanism(), settings.target_ci_width(), declared,
+               unique, clock)  # fmt: skip
+        return key, now, unique
+
     # ---- answering ------------------------------------------------------------------------------
 
     async def answer(
@@ -115,7 +141,7 @@ class DpQueries:
         policy, engines = self.policy, self.engines  # a policy reload must not change them mid-query
         started = time.perf_counter()
         unique = engines.unique_units
-        plan = await plan_off_loop(self.plan, statement, state, declared, unique)
+        plan = await self.planned(statement, state, declared, unique)
         metrics.PHASE_SECONDS.labels("plan").observe(time.perf_counter() - started)
         dataset = policy.datasets[plan.dataset]
         engine = engines.of(plan.dataset)
@@ -124,7 +150,7 @@ class DpQueries:
         version = await asyncio.to_thread(engine.data_version, plan.dataset)  # file stats or a PG query
         if plan.dataset in unique and plan.dataset not in engine.unique_units:
             # New data since its one-row-per-unit check: bound contribution until it is checked again.
-            plan = await plan_off_loop(self.plan, statement, state, declared, engines.unique_units)
+            plan = await self.planned(statement, state, declared, engines.unique_units)
         if plan.keys and any(not key.values for key in plan.keys):  # decided by public domains only
             notice = (
                 f'no group of this query is in the public domain of dataset "{plan.dataset}" (its declared '
@@ -324,9 +350,10 @@ class DpQueries:
         await self._observe(plan, state, statement, params, answer, rows, 0.0, dataset)
         metrics.QUERIES.labels(plan.dataset, "answered_again", "00000").inc()
         metrics.CACHE.labels(plan.dataset, "true").inc()
-        await self._audit(
-            "query answered again", state.user, plan.dataset, fingerprint=plan.fingerprint, epsilon=0
-        )
+        if self.audit is not None:  # written with the next batch: a re-serve releases nothing new
+            self.audit.record_soon(
+                "query answered again", state.user, plan.dataset, fingerprint=plan.fingerprint, epsilon=0
+            )
         return Result(plan_columns(plan), rows, f"SELECT {len(rows)}", [notice, *notes])
 
     async def explain(
@@ -342,7 +369,7 @@ class DpQueries:
                 "EXPLAIN applies to DP queries over a dataset",
                 hint="EXPLAIN SELECT department, COUNT(*) FROM employees GROUP BY department",
             )
-        plan = await plan_off_loop(self.plan, statement.inner, state, declared)
+        plan = await self.planned(statement.inner, state, declared)
         dataset = self.policy.datasets[plan.dataset]
         balance = await self.balance(plan, state)
         engine = self.engines.of(plan.dataset)
@@ -402,7 +429,7 @@ class DpQueries:
             self.monitor.observe,
             plan.dataset,
             state.user,
-            postgres_text(statement.tree),
+            postgres_text(statement),
             params,
             epsilon,
             epsilon > 0,
@@ -467,7 +494,18 @@ def _engine_failed() -> PgError:
     return error
 
 
-@functools.lru_cache(maxsize=1024)
-def postgres_text(tree: exp.Expression) -> str:
-    """A statement as the detectors' history records it (generated once per distinct statement)."""
-    return tree.sql(dialect="postgres")
+def postgres_text(statement: Statement) -> str:
+    """A statement as the detectors' history records it (generated once per parsed statement)."""
+    text = statement.memo.get("postgres")
+    if text is None:
+        assert statement.tree is not None
+        text = statement.memo["postgres"] = statement.tree.sql(dialect="postgres")
+    return text
+
+
+def _reads_clock(statement: Statement) -> bool:
+    """Whether the statement reads the clock (now(), CURRENT_DATE): decided once per parsed statement."""
+    reads = statement.memo.get("clock")
+    if reads is None:
+        reads = statement.memo["clock"] = statement.tree is not None and uses_clock(statement.tree)
+    return reads

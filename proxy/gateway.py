@@ -80,6 +80,12 @@ class Gateway:
     def monitor(self) -> Monitor:
         return self.queries.monitor
 
+    def write_pending(self) -> None:
+        """Write the records queued for the next batch (re-served answers) before the process ends."""
+        self.monitor.deferred.close()
+        if self.audit is not None:
+            self.audit.deferred.close()
+
     def replace_policy(self, policy: Policy, engines: Engines, catalog: CatalogEngine) -> None:
         """Switch to a reloaded policy at once; queries already running finish on the old one."""
         self.queries.policy, self.queries.engines, self.catalog = policy, engines, catalog

@@ -170,15 +170,22 @@ class Server:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload_policy("SIGHUP")))
         watcher = loop.create_task(self.watch_policy())
         upkeep = loop.create_task(self.maintain_activity())
+        stopping = asyncio.Event()  # SIGTERM: stop accepting, write what is queued, exit 0
+        loop.add_signal_handler(signal.SIGTERM, stopping.set)
         server = await asyncio.start_server(self.handle, self.settings.host, self.settings.port, limit=2**20)
         addresses = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
         log.info("PrivacyLens listening on %s (policy %s)", addresses, self.settings.policy)
         try:
             async with server:
-                await server.serve_forever()
+                serving = loop.create_task(server.serve_forever())
+                stop = loop.create_task(stopping.wait())
+                await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
+                serving.cancel()
         finally:
             watcher.cancel()
             upkeep.cancel()
+            await asyncio.to_thread(self.gateway.write_pending)
+            log.info("PrivacyLens stopped")
 
     async def maintain_activity(self, interval: float = ACTIVITY_UPKEEP_SECONDS) -> None:
         """Purge erased events, merge small segments and apply retention, every `interval` seconds."""

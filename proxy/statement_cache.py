@@ -23,15 +23,23 @@ _parsed: OrderedDict[str, tuple[Statement, ...]] = OrderedDict()
 _lock = threading.Lock()
 
 
-def parsed(sql: str) -> list[Statement]:
-    """`rewriter.parse.split_statements`, remembered by the exact text."""
+def known(sql: str) -> list[Statement] | None:
+    """The text's statements if it was parsed recently (cheap enough for the event loop), else None."""
     with _lock:
         found = _parsed.get(sql)
         if found is not None:
             _parsed.move_to_end(sql)
+    if found is None:
+        return None
+    metrics.STATEMENT_CACHE.labels("hit").inc()
+    return list(found)
+
+
+def parsed(sql: str) -> list[Statement]:
+    """`rewriter.parse.split_statements`, remembered by the exact text."""
+    found = known(sql)
     if found is not None:
-        metrics.STATEMENT_CACHE.labels("hit").inc()
-        return list(found)
+        return found
     statements = split_statements(sql)
     metrics.STATEMENT_CACHE.labels("miss").inc()
     with _lock:

@@ -60,6 +60,8 @@ class Statement:
     copy: CopyIn | None = None  # COPY_IN: what is copied, and how
     # Plans already made for this statement, keyed by everything a plan depends on (see Gateway).
     plans: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Facts derived once from the tree (whether it reads the clock, its PostgreSQL text), by name.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 _TRANSACTION_WORDS = {  # longest prefixes first

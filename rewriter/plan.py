@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
@@ -100,6 +100,9 @@ class Plan:
     question: Any = None  # rewriter.question.Question: what is asked, for the attack detectors
     # rewriter.rules.bucket_time_range.Bucketing: a time-bucketed question, released bucket by bucket
     bucketing: Any = None
+    # Facts derived from the plan once, by name (answers.answer's question template); never copied
+    # by dataclasses.replace.
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def engine_parameters(
         self, params: Sequence[Any], start: dt.datetime | None = None, end: dt.datetime | None = None

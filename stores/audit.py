@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stores.database import Database, Tx, as_database
+from stores.deferred import DeferredWrites
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -43,13 +44,15 @@ def _digest(at: float, kind: str, user: str, dataset: str | None, detail: str, p
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def append(tx: Tx, kind: str, user: str, dataset: str | None, detail: dict[str, Any]) -> None:
+def append(
+    tx: Tx, kind: str, user: str, dataset: str | None, detail: dict[str, Any], at: float | None = None
+) -> None:
     """Append one row inside the caller's write transaction (the ledger's debit uses it, so a debit
     and its audit row commit together or not at all)."""
     text = json.dumps(detail, sort_keys=True, default=str)
     head = tx.one("SELECT hash, count FROM audit_head")
     prev, count = (head[0], head[1]) if head else (GENESIS, 0)
-    at = time.time()
+    at = time.time() if at is None else at
     digest = _digest(at, kind, user, dataset, text, prev)
     tx.execute(
         "INSERT INTO audit (at, kind, user_name, dataset, detail, prev_hash, hash) "
@@ -85,13 +88,21 @@ class AuditLog:
     def __init__(self, location: str | Path | Database) -> None:
         self.db = as_database(location)
         self.db.create(SCHEMA)
+        self.deferred = DeferredWrites(self.db)
 
     def record(self, kind: str, user: str, dataset: str | None = None, **detail: Any) -> None:
-        """Append one event (query answered / refused / re-served, policy loaded, ...)."""
-        with self.db.write() as tx:
-            append(tx, kind, user, dataset, detail)
+        """Append one event (query answered / refused, policy loaded, ...), committed before it
+        returns, after the events queued by `record_soon`."""
+        self.deferred.flush(lambda tx: append(tx, kind, user, dataset, detail))
+
+    def record_soon(self, kind: str, user: str, dataset: str | None = None, **detail: Any) -> None:
+        """Append an event that may wait for the next batch (stores.deferred): a re-served answer.
+        Its time is when it happened, not when it is written."""
+        at = time.time()
+        self.deferred.add(lambda tx: append(tx, kind, user, dataset, detail, at))
 
     def close(self) -> None:
+        self.deferred.close()
         self.db.close()
 
 

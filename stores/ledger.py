@@ -7,6 +7,9 @@ held from read to commit, concurrent debits, from threads or from other processe
 are serialised and can never overspend; a crash before COMMIT leaves no trace and after COMMIT the
 debit is on disk. The caller releases an answer only after `debit` returns. A fresh answer's debit,
 its audit row and the stored answer commit in one transaction (`Ledger.charge_and_keep`).
+
+Stored answers never change (their keys hold the policy and data versions), so the most recent ones
+are also kept in memory (`stores.answer_memory`): a re-served answer is found without a read.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from privacy.budget import PureDP
 from rewriter.policy import Budget, Policy
 from rewriter.roles import READER_ROLES
 from stores import audit
+from stores.answer_memory import AnswerMemory
 from stores.database import Database, Tx, as_database
 
 SCHEMA = """
@@ -102,6 +106,7 @@ class Ledger:
         self.db = as_database(location)
         self.location = self.db.location
         self.db.create(SCHEMA + audit.SCHEMA)
+        self.remembered = AnswerMemory()
 
     def close(self) -> None:
         self.db.close()
@@ -155,9 +160,13 @@ class Ledger:
             stored = {key: tx.one("SELECT answer FROM answers WHERE key = ?", (key,)) for key in answers}
             if all(row is not None for row in stored.values()):
                 balance = Balance(dataset, user, terms.total, PureDP(_spent(tx, dataset, user, terms.period)))
-                return balance, PureDP(0), {key: str(row[0]) for key, row in stored.items() if row}
-            balance, spent = _debit(tx, dataset, user, cost, terms, fingerprint, audited)
-            return balance, spent, _keep_answers(tx, answers, dataset, user)
+                kept = {key: str(row[0]) for key, row in stored.items() if row}
+                spent = PureDP(0)
+            else:
+                balance, spent = _debit(tx, dataset, user, cost, terms, fingerprint, audited)
+                kept = _keep_answers(tx, answers, dataset, user)
+        self.remembered.add(kept)  # committed: from now on a re-serve needs no read
+        return balance, spent, kept
 
     def secret(self, name: str) -> str:
         """A random secret made once and kept: stable across restarts and shared by replicas."""
@@ -175,10 +184,16 @@ class Ledger:
         return self.find_answers([key])[key]
 
     def find_answers(self, keys: Sequence[str]) -> dict[str, str | None]:
-        """Several released answers (a bucketed question's buckets), in one read."""
-        with self.db.read() as tx:
-            rows = {key: tx.one("SELECT answer FROM answers WHERE key = ?", (key,)) for key in keys}
-        return {key: str(row[0]) if row else None for key, row in rows.items()}
+        """Several released answers (a bucketed question's buckets): from memory, else in one read."""
+        found: dict[str, str | None] = self.remembered.get(keys)
+        missing = [key for key, answer in found.items() if answer is None]
+        if missing:
+            with self.db.read() as tx:
+                rows = {key: tx.one("SELECT answer FROM answers WHERE key = ?", (key,)) for key in missing}
+            read = {key: str(row[0]) for key, row in rows.items() if row}
+            self.remembered.add(read)
+            found.update(read)
+        return found
 
 
 def _keep_answers(tx: Tx, answers: Mapping[str, str], dataset: str, user: str) -> dict[str, str]:

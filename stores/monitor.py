@@ -29,6 +29,7 @@ from answers.detectors import Finding, History, Release, find
 from rewriter.policy import Detectors
 from rewriter.question import Question
 from stores.database import Database, Tx, as_database
+from stores.deferred import DeferredWrites
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS released (
@@ -91,8 +92,10 @@ class Monitor:
         self.db.create(SCHEMA)
         self._lock = threading.Lock()  # guards the parsed history
         self._known: dict[str, History] = {}  # parsed, indexed history per dataset (see _history)
+        self.deferred = DeferredWrites(self.db)  # re-served answers' rows
 
     def close(self) -> None:
+        self.deferred.close()
         self.db.close()
 
     def holds(self, dataset: str, user: str, now: float | None = None) -> list[Alert]:
@@ -121,40 +124,36 @@ class Monitor:
         config: Detectors,
         unit_column: str = "",
     ) -> Observation:
-        """Record a released answer and raise the alerts it completes, atomically."""
+        """Record a released answer and raise the alerts it completes, atomically. A re-served
+        answer raises nothing: its row is written with the next batch (stores.deferred)."""
         now = time.time()
+        row = (now, dataset, user, statement, _json(params), epsilon, int(fresh), question.to_json(),
+               _json(sizes), size_sd, _json(shown))  # fmt: skip
+        if not fresh:
+            self.deferred.add(lambda tx: _insert(tx, row))
+            return Observation(0, [])
+
+        def write(tx: Tx) -> Observation:
+            release_id = _insert(tx, row)
+            new = Release(release_id, now, user, question, tuple(sizes), size_sd, fresh)
+            alerts = []
+            history = self._history(tx, dataset, now - config.window_hours * 3600)
+            for finding in find(new, history, config, unit_column):
+                alert = self._raise(tx, dataset, finding, now, config)
+                if alert is not None:
+                    alerts.append((alert, finding))
+            if any(alert.action == "refuse" for alert, _ in alerts):
+                tx.execute("UPDATE released SET withheld = 1, shown = '' WHERE id = ?", (release_id,))
+            return Observation(release_id, alerts)
+
         try:
-            with self._lock, self.db.write() as tx:
-                (release_id,) = tx.execute(
-                    "INSERT INTO released (at, dataset, user_name, statement, params, epsilon, fresh, "
-                    "question, sizes, size_sd, shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    (
-                        now,
-                        dataset,
-                        user,
-                        statement,
-                        _json(params),
-                        epsilon,
-                        int(fresh),
-                        question.to_json(),
-                        _json(sizes),
-                        size_sd,
-                        _json(shown),
-                    ),  # fmt: skip
-                )[0]
-                new = Release(release_id, now, user, question, tuple(sizes), size_sd, fresh)
-                alerts = []
-                history = self._history(tx, dataset, now - config.window_hours * 3600) if fresh else []
-                for finding in find(new, history, config, unit_column):  # re-served answers add nothing
-                    alert = self._raise(tx, dataset, finding, now, config)
-                    if alert is not None:
-                        alerts.append((alert, finding))
-                if any(alert.action == "refuse" for alert, _ in alerts):
-                    tx.execute("UPDATE released SET withheld = 1, shown = '' WHERE id = ?", (release_id,))
+            with self._lock:
+                observation = self.deferred.flush(write)
         except BaseException:
             self._known.pop(dataset, None)  # it may hold the rolled-back row, whose id can come again
             raise
-        return Observation(release_id, alerts)
+        assert observation is not None
+        return observation
 
     def clear(self, alert_id: int) -> bool:
         """Lift an alert's throttle or refusal now (the alert stays on record)."""
@@ -208,6 +207,15 @@ class Monitor:
             ),  # fmt: skip
         )[0]
         return Alert(alert_id, finding.kind, action, until, finding.summary)
+
+
+def _insert(tx: Tx, row: tuple[Any, ...]) -> int:
+    (release_id,) = tx.execute(
+        "INSERT INTO released (at, dataset, user_name, statement, params, epsilon, fresh, "
+        "question, sizes, size_sd, shown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        row,
+    )[0]
+    return int(release_id)
 
 
 def _json(value: Any) -> str:
