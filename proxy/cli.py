@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        from proxy.workers import WorkerRole, supervise
+
+        if settings.workers > 1 and WorkerRole.from_env() is None:
+            return supervise(settings, argv if argv is not None else sys.argv[1:])
         from proxy.server import Server
 
         try:

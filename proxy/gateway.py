@@ -86,6 +86,15 @@ class Gateway:
         if self.audit is not None:
             self.audit.deferred.close()
 
+    def _refresh_system_views(self) -> None:
+        """The system views read the ledger: this process's queued records are written first, so a
+        session sees its own re-served answers (another worker's may lag by one batch, 50 ms)."""
+        self.monitor.deferred.flush()
+        if self.audit is not None:
+            self.audit.deferred.flush()
+        assert self.catalog.system_views is not None
+        self.catalog.system_views.refresh()
+
     def replace_policy(self, policy: Policy, engines: Engines, catalog: CatalogEngine) -> None:
         """Switch to a reloaded policy at once; queries already running finish on the old one."""
         self.queries.policy, self.queries.engines, self.catalog = policy, engines, catalog
@@ -173,7 +182,7 @@ class Gateway:
             self.rate_limiter.take("", state.user)  # data-less statements cost the engine too
             query = self._catalog_query(statement, state, declared)
             if query.system_views and self.catalog.system_views is not None:
-                await asyncio.to_thread(self.catalog.system_views.refresh)
+                await asyncio.to_thread(self._refresh_system_views)
             limits = limits_of(state, self.max_statement_seconds)
             columns, rows = await self.catalog.run(query.sql, params, state.running, limits)
             return Result(duckdb_columns(columns), rows, f"SELECT {len(rows)}")

@@ -1,9 +1,10 @@
 """Prometheus metrics, declared once. Served by `privacylens serve --metrics-port` (0 turns them off).
 
-Counters and histograms count this process's work. Budgets and alerts are read from the ledger
-database at each scrape (`LedgerCollector`), so they survive restarts and agree across replicas.
-Labels carry dataset names, outcomes, SQLSTATEs and (for budgets) policy user names — never
-client-chosen text, never data.
+Counters and histograms count this process's work (with several workers, every worker's: the
+supervisor serves them from prometheus_client's multiprocess files, proxy.workers). Budgets and
+alerts are read from the ledger database at each scrape (`LedgerCollector`), so they survive
+restarts and agree across replicas. Labels carry dataset names, outcomes, SQLSTATEs and (for
+budgets) policy user names — never client-chosen text, never data.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -48,7 +49,7 @@ STATEMENT_CACHE = Counter(
     "Statement texts found already parsed (hit: parse and plan skipped) or parsed afresh (miss).",
     ["outcome"],
 )
-CONNECTIONS = Gauge("privacylens_connections", "Open client connections.")
+CONNECTIONS = Gauge("privacylens_connections", "Open client connections.", multiprocess_mode="livesum")
 LOGIN_FAILURES = Counter(
     "privacylens_login_failures_total",
     "Failed logins: wrong credentials, or refused by the login throttle.",
@@ -70,6 +71,7 @@ ACTIVITY_PENDING_ERASURES = Gauge(
     "privacylens_activity_erasures_pending",
     "Months whose stored events still hold rows an erasure covers (flush-deletes purges them).",
     ["dataset"],
+    multiprocess_mode="mostrecent",
 )
 ACTIVITY_RELEASES = Counter(
     "privacylens_activity_releases_total",
@@ -123,14 +125,14 @@ class LedgerCollector(Collector):
         yield from (total, left, ratio, alerts)
 
 
-def serve(host: str, port: int, token: str) -> None:
+def serve(host: str, port: int, token: str, registry: CollectorRegistry = REGISTRY) -> None:
     """Serve /metrics in a daemon thread; with a token, only to `Authorization: Bearer <token>`.
 
     Latency histograms and counters are timings and tallies of private-data queries: outside
     development they are for the operators' Prometheus (`bearer_token` / `authorization` in its
     scrape config), never for anyone who can reach the port.
     """
-    app = make_wsgi_app()
+    app = make_wsgi_app(registry)
     expected = f"Bearer {token}".encode()
 
     def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:  # type: ignore[type-arg]

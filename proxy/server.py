@@ -29,13 +29,15 @@ from proxy.catalog.engine import CatalogEngine
 from proxy.connection import Connection
 from proxy.gateway import Gateway
 from proxy.guards import UnsafeForProduction, check_production
-from proxy.limits import ConnectionCaps, LoginThrottle, RateLimiter
+from proxy.limits import ConnectionCaps, LoginThrottle, MemoryLimits, RateLimiter
 from proxy.session import SessionState
 from proxy.settings import ProxySettings
+from proxy.shared_limits import SharedLimits
 from proxy.startup import Transport, negotiate
 from proxy.tls import server_context
 from proxy.tokens import TokenVerifier
 from proxy.wire import codec
+from proxy.workers import WorkerRole, owner_of
 from rewriter.policy import Policy, PolicyError, load_policy
 from stores.audit import AuditLog
 from stores.ledger import Ledger
@@ -55,12 +57,15 @@ ACTIVITY_UPKEEP_SECONDS = 300.0
 class Server:
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
+        # One of several worker processes (proxy.workers), or None when this process serves alone.
+        self.role = WorkerRole.from_env()
         policy = load_policy(settings.policy)
         check_production(settings, policy)
-        self.caps = ConnectionCaps(settings.max_connections, settings.max_connections_per_user)
+        limits = MemoryLimits() if self.role is None else SharedLimits(self.role.limits_path)
+        self.caps = ConnectionCaps(settings.max_connections, settings.max_connections_per_user, limits)
         self.verifiers = Verifiers(policy.users)
         self.logins = LoginThrottle(
-            settings.max_login_failures_per_user, settings.max_login_failures_per_address
+            settings.max_login_failures_per_user, settings.max_login_failures_per_address, state=limits
         )
         ledger = Ledger(settings.ledger)
         self.bounding_secret = ledger.secret("contribution-bounding")
@@ -70,17 +75,19 @@ class Server:
         self._policy_stamp = _stamp(settings.policy)
         self._reloading = asyncio.Lock()
         activity = ActivityService(policy, ledger.db, settings.activity_store)
-        activity.recover()  # erasures replayed, segments reconciled: before anything is served
+        if self.role is None:  # with workers, the supervisor recovers before any of them starts
+            activity.recover()  # erasures replayed, segments reconciled: before anything is served
         self.gateway = Gateway(
             policy,
             engines,
             ledger,
             settings.statement_timeout,
             audit,
-            rate_limiter=RateLimiter(settings.max_queries_per_minute),
+            rate_limiter=RateLimiter(settings.max_queries_per_minute, limits),
             activity=activity,
         )
         self.sessions: dict[int, tuple[int, SessionState]] = {}
+        self._extra_servers: list[asyncio.Server] = []
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise ValueError("give both tls_cert and tls_key, or neither")
         if settings.tls_required and not settings.tls_cert:
@@ -98,13 +105,21 @@ class Server:
             raise ValueError("JWT login needs TLS (tls_cert and tls_key): tokens are never sent in clear")
         self.transport = Transport(context, settings.tls_required, tokens)
 
+    @property
+    def leads(self) -> bool:
+        """Whether this process does the once-per-server work: policy audits, activity upkeep,
+        metrics (with workers, the supervisor serves those)."""
+        return self.role is None or self.role.index == 0
+
     def start_metrics(self) -> None:
-        if self.settings.metrics_port:
+        if self.settings.metrics_port and self.role is None:
             REGISTRY.register(metrics.LedgerCollector(self.gateway.monitor.db, lambda: self.gateway.policy))
             metrics.serve(self.settings.host, self.settings.metrics_port, self.settings.metrics_token)
             log.info("metrics on http://%s:%s/metrics", self.settings.host, self.settings.metrics_port)
 
     def _audit_policy(self, audit: AuditLog, kind: str, policy: Policy) -> None:
+        if not self.leads:
+            return
         audit.record(
             kind,
             "privacylens",
@@ -169,10 +184,24 @@ class Server:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload_policy("SIGHUP")))
         watcher = loop.create_task(self.watch_policy())
-        upkeep = loop.create_task(self.maintain_activity())
+        upkeep = loop.create_task(self.maintain_activity()) if self.leads else None
         stopping = asyncio.Event()  # SIGTERM: stop accepting, write what is queued, exit 0
         loop.add_signal_handler(signal.SIGTERM, stopping.set)
-        server = await asyncio.start_server(self.handle, self.settings.host, self.settings.port, limit=2**20)
+        if self.role is not None:
+            loop.add_signal_handler(signal.SIGINT, stopping.set)  # the supervisor decides (Ctrl-C)
+            await asyncio.start_unix_server(self._cancel_link, str(self.role.cancel_socket(self.role.index)))
+        if self.role is None:
+            server = await asyncio.start_server(
+                self.handle, self.settings.host, self.settings.port, limit=2**20
+            )
+        else:  # the supervisor's sockets: every worker accepts from them, once all are ready
+            await asyncio.to_thread(self.role.ready_and_wait)
+            first, *others = self.role.listeners()
+            server = await asyncio.start_server(self.handle, sock=first, limit=2**20, backlog=1024)
+            for extra in others:  # more addresses (IPv4 and IPv6): served for the process's life
+                self._extra_servers.append(
+                    await asyncio.start_server(self.handle, sock=extra, limit=2**20, backlog=1024)
+                )
         addresses = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
         log.info("PrivacyLens listening on %s (policy %s)", addresses, self.settings.policy)
         try:
@@ -183,7 +212,8 @@ class Server:
                 serving.cancel()
         finally:
             watcher.cancel()
-            upkeep.cancel()
+            if upkeep is not None:
+                upkeep.cancel()
             await asyncio.to_thread(self.gateway.write_pending)
             log.info("PrivacyLens stopped")
 
@@ -199,6 +229,9 @@ class Server:
             except Exception:  # noqa: BLE001 - upkeep must not stop; the next round tries again
                 log.exception("activity upkeep failed")
 
+    def _new_pid(self) -> int:
+        return new_pid() if self.role is None else self.role.new_pid()
+
     async def _login_failed(self, user: str, address: str) -> None:
         """Count a failed login against its user name and address, and audit it (off the loop)."""
         self.logins.failed(user, address)
@@ -209,9 +242,23 @@ class Server:
             await asyncio.to_thread(audit.record, "login failed", user, None, address=address)
 
     def cancel(self, pid: int, secret: int) -> None:
+        if self.role is not None and owner_of(pid) != self.role.index:
+            self.role.forward_cancel(pid, secret)  # another worker's session
+            return
         entry = self.sessions.get(pid)
         if entry is not None and hmac.compare_digest(struct.pack("!i", entry[0]), struct.pack("!i", secret)):
             entry[1].running.interrupt()
+
+    async def _cancel_link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A CancelRequest another worker received for one of this worker's sessions."""
+        try:
+            pid, secret = struct.unpack("!ii", await asyncio.wait_for(reader.readexactly(8), 1.0))
+            if self.role is not None and owner_of(pid) == self.role.index:
+                self.cancel(pid, secret)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         pid = None
@@ -257,9 +304,9 @@ class Server:
                 writer.write(codec.error_response(error))
                 await writer.drain()
                 return
-            pid = new_pid()
+            pid = self._new_pid()
             while pid in self.sessions:
-                pid = new_pid()
+                pid = self._new_pid()
             secret = struct.unpack("!i", os.urandom(4))[0]
             database = startup.parameters.get("database", user)
             state = SessionState(user, startup.role, database, pid, tls=startup.tls)

@@ -65,6 +65,12 @@ SETTINGS = (
         "Memory the embedded DuckDB engine may use (its memory_limit); beyond it, aggregates spill to "
         "a private temporary folder.",
     ),
+    Setting(
+        "workers",
+        "1",
+        "Worker processes serving the port (SO_REUSEPORT), at most 16: more than one uses more cores; "
+        "they share the ledger, limits, cancel keys and metrics (docs/operations.md, Workers).",
+    ),
     Setting("log_level", "INFO", "Python logging level for the proxy's log on stderr."),
     Setting(
         "mode",
@@ -114,6 +120,7 @@ class ProxySettings:
     auth_timeout: float
     statement_timeout: float
     duckdb_memory_limit: str
+    workers: int
     log_level: str
     mode: str
     max_connections: int

@@ -77,7 +77,7 @@ class Database:
 class SQLiteDatabase(Database):
     kind = "sqlite"
 
-    def __init__(self, path: str | Path, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> None:
+    def __init__(self, path: str | Path, synchronous: Literal["FULL", "NORMAL", "OFF"] = "FULL") -> None:
         self.location = str(path)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
