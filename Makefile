@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 6432
+WORKERS ?= 2
 
 .PHONY: run test lint demo-data clients clean
 
@@ -21,7 +22,7 @@ run: demo-data
 	$(BIN)/privacylens ingest --dataset activity --from data/activity.csv --if-empty \
 		--policy policies/demo.yaml --ledger var/ledger.sqlite --activity-store var/activity
 	$(BIN)/privacylens serve --policy policies/demo.yaml --ledger var/ledger.sqlite --host $(HOST) --port $(PORT) \
-		--tls-cert var/tls/server.crt --tls-key var/tls/server.key --metrics-port 9188
+		--tls-cert var/tls/server.crt --tls-key var/tls/server.key --metrics-port 9188 --workers $(WORKERS)
 
 # Real clients the suite drives: psql, pgJDBC, Go lib/pq (Debian), node-postgres (npm); and the real
 # Prometheus (dashboards' PromQL) and docker-compose (`config` validates docker-compose.yml).
